@@ -1,0 +1,8 @@
+"""``python -m mrfbook``: the command line (see :mod:`mrfbook.cli` and book/cli.md)."""
+
+import sys
+
+from mrfbook.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

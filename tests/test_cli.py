@@ -1,0 +1,350 @@
+"""End-to-end tests of ``python -m mrfbook`` (simulate, train, map) in a subprocess.
+
+Small generated data only: a 50-time-point sequence, a coarse grid, 16x16 images.
+Every refusal is checked for exit status 2, a message naming the problem and the
+absence of any output file.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+L = 50
+SIZE = 16
+GRID = ["--t1-range", "50", "3000", "--t2-range", "10", "510", "--step", "50"]
+# Tissues on the grid above (T1 50:50:3000, T2 10:50:510): matching must recover them exactly.
+TISSUES = [(850.0, 60.0, 0.7), (1300.0, 110.0, 0.9), (400.0, 60.0, 1.0)]
+HAVE_TRAINING = importlib.util.find_spec("mrfbook.training") is not None
+HAVE_LOWRANK = importlib.util.find_spec("mrfbook.lowrank") is not None
+HAVE_MATCHING = importlib.util.find_spec("mrfbook.matching") is not None
+needs_matching = pytest.mark.skipif(not HAVE_MATCHING, reason="mrfbook.matching not written yet")
+
+
+def run_cli(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("MPLBACKEND", "Agg")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return subprocess.run(
+        [sys.executable, "-m", "mrfbook", *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def listing(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def write_sequence_csv(path: Path, sequence) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["flip_angle_deg", "tr_ms", "te_ms", "rf_phase_deg"])
+        for row in zip(sequence.flip_angles_deg, sequence.tr_ms, sequence.te_ms, sequence.rf_phase_deg):
+            writer.writerow([repr(float(v)) for v in row])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    """Sequence file, dictionary (made by the CLI), images, k-space and masks in one folder."""
+    from mrfbook.acquisition import UndersampledFourier
+    from mrfbook.epg import simulate_fisp
+    from mrfbook.sequence import paper_sequence
+
+    folder = tmp_path_factory.mktemp("cli")
+    sequence = paper_sequence(L)
+    write_sequence_csv(folder / "seq.csv", sequence)
+    other = paper_sequence(L, seed=1)  # same length, different TRs
+    write_sequence_csv(folder / "other.csv", other)
+
+    result = run_cli("simulate", "--sequence", "seq.csv", *GRID, "-o", "dict.npz", cwd=folder)
+    assert result.returncode == 0, result.stderr
+
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    r = np.hypot(yy - SIZE / 2 + 0.5, xx - SIZE / 2 + 0.5)
+    labels = np.select([r < 3, r < 5.5, r < 7.5], [1, 2, 3], 0)
+    t1 = np.zeros((SIZE, SIZE)); t2 = np.zeros((SIZE, SIZE)); pd = np.zeros((SIZE, SIZE))
+    for label, (a, b, c) in enumerate(TISSUES, start=1):
+        t1[labels == label], t2[labels == label], pd[labels == label] = a, b, c
+    mask = labels > 0
+    atoms = simulate_fisp(sequence, np.array([t[0] for t in TISSUES]), np.array([t[1] for t in TISSUES]),
+                          dtype=np.float64)
+    images = np.zeros((SIZE, SIZE, L), dtype=np.complex64)
+    for label, (_, _, c) in enumerate(TISSUES, start=1):
+        # a constant receive phase, as a scanner would add
+        images[labels == label] = c * atoms[label - 1] * np.exp(0.4j)
+    np.save(folder / "images.npy", images)
+    np.save(folder / "mask.npy", mask)
+    full = UndersampledFourier(np.ones((L, SIZE, SIZE), dtype=bool))
+    kspace = full.forward(images)
+    np.save(folder / "kspace_lhw.npy", kspace)
+    np.save(folder / "kspace_hwl.npy", np.moveaxis(kspace, 0, -1))
+    return {"dir": folder, "t1": t1, "t2": t2, "pd": pd, "mask": mask, "images": images,
+            "kspace": kspace, "sequence": sequence, "other": other}
+
+
+def check_maps(out: Path, data: dict, *, t1_tol: float, t2_tol: float, pd_tol: float) -> None:
+    names = {"t1.npy", "t2.npy", "pd.npy", "mask.npy", "t1.png", "t2.png", "pd.png", "summary.json"}
+    assert names <= listing(out)
+    assert not [n for n in listing(out) if n.startswith(".")], "temporary files left behind"
+    mask = data["mask"]
+    for key, tol in (("t1", t1_tol), ("t2", t2_tol), ("pd", pd_tol)):
+        estimate = np.load(out / f"{key}.npy")
+        assert estimate.shape == (SIZE, SIZE) and estimate.dtype == np.float64
+        err = np.abs(estimate[mask] - data[key][mask])
+        assert err.max() <= tol, f"{key}: max error {err.max():.4g} > {tol}"
+        assert np.all(estimate[~mask] == 0)
+    for png in ("t1.png", "t2.png", "pd.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sequence_digest"] == data["sequence"].digest
+    assert summary["n_pixels_mapped"] == int(mask.sum())
+
+
+# ------------------------------------------------------------------------------ help
+
+
+@pytest.mark.parametrize("command", [[], ["simulate"], ["train"], ["map"]])
+def test_help_on_every_command(command, tmp_path):
+    result = run_cli(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m mrfbook" in result.stdout
+    for word in {(): ["simulate", "train", "map"], ("simulate",): ["--t1-range", "--paper", "--sequence"],
+                 ("train",): ["--epochs", "--compact", "--checkpoint-dir"],
+                 ("map",): ["--kspace-layout", "--dictionary", "--model", "--restore"]}[tuple(command)]:
+        assert word in result.stdout
+
+
+def test_no_command_is_a_usage_error(tmp_path):
+    result = run_cli(cwd=tmp_path)
+    assert result.returncode == 2
+    assert "COMMAND" in result.stderr or "required" in result.stderr
+
+
+# ------------------------------------------------------------------------------ simulate
+
+
+def test_simulate_records_the_sequence_and_grid(data):
+    from mrfbook.dictionary import Dictionary
+
+    dictionary = Dictionary.load(data["dir"] / "dict.npz", expected_sequence=data["sequence"])
+    assert dictionary.n_timepoints == L
+    assert dictionary.t1_ms.min() == 50 and dictionary.t1_ms.max() == 3000
+    assert dictionary.t2_ms.min() == 10 and dictionary.t2_ms.max() == 510
+    assert np.all(dictionary.t1_ms >= dictionary.t2_ms)
+
+
+def test_simulate_paper_sequence_npy_and_npz_sequence_files_agree(data, tmp_path):
+    seq = data["sequence"]
+    table = np.stack([seq.flip_angles_deg, seq.tr_ms, seq.te_ms], axis=1)
+    np.save(tmp_path / "seq.npy", table)
+    np.savez(tmp_path / "seq.npz", flip_angle_deg=table[:, 0], tr_ms=table[:, 1], te_ms=table[:, 2])
+    small = ["--t1-range", "100", "2000", "--t2-range", "20", "300", "--step", "200", "-q"]
+    for name in ("seq.npy", "seq.npz"):
+        result = run_cli("simulate", "--sequence", name, *small, "-o", f"{name}.npz", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""  # --quiet
+    result = run_cli("simulate", "--paper", "--n-timepoints", str(L), *small, "-o", "paper.npz", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    a, b, c = (np.load(tmp_path / f"{n}.npz") for n in ("seq.npy", "seq.npz", "paper"))
+    assert str(a["sequence_digest"]) == str(b["sequence_digest"]) == str(c["sequence_digest"]) == seq.digest
+    np.testing.assert_array_equal(a["atoms"], c["atoms"])
+
+
+SIMULATE_FAILURES = {
+    "missing sequence file": (["--sequence", "nope.csv"], "file not found"),
+    "missing column": ("flip_angle_deg,tr_ms\n10,12\n", "te_ms"),
+    "not a number": ("flip_angle_deg,tr_ms,te_ms\n10,12,2\nten,12,2\n", "'ten' is not a number"),
+    "flip angle out of range": ("flip_angle_deg,tr_ms,te_ms\n10,12,2\n190,12,2\n", "flip_angles_deg"),
+    "TE longer than TR": ("flip_angle_deg,tr_ms,te_ms\n10,12,2\n20,12,13\n", "te_ms"),
+    "NaN in sequence": ("flip_angle_deg,tr_ms,te_ms\n10,12,2\nnan,12,2\n", "NaN"),
+    "wrong output suffix": (["--paper", "-o", "dict.mat"], "must end in .npz"),
+    "empty grid": (["--paper", "--t1-range", "10", "20", "--t2-range", "30", "40"], "T1 >= T2"),
+    "bad step": (["--paper", "--step", "-5"], "--step"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIMULATE_FAILURES))
+def test_simulate_refuses_bad_input(case, tmp_path):
+    spec, message = SIMULATE_FAILURES[case]
+    if isinstance(spec, str):
+        (tmp_path / "seq.csv").write_text(spec)
+        args = ["--sequence", "seq.csv"]
+    else:
+        args = list(spec)
+    if "-o" not in args:
+        args += ["-o", "dict.npz"]
+    before = listing(tmp_path)
+    result = run_cli("simulate", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert listing(tmp_path) == before, "output written despite the error"
+
+
+# ------------------------------------------------------------------------------ map
+
+
+@needs_matching
+def test_map_images_with_dictionary(data):
+    result = run_cli("map", "--images", "images.npy", "--mask", "mask.npy", "--dictionary", "dict.npz",
+                     "--sequence", "seq.csv", "--out", "maps_images", cwd=data["dir"])
+    assert result.returncode == 0, result.stderr
+    assert "matching" in result.stderr  # progress is reported
+    check_maps(data["dir"] / "maps_images", data, t1_tol=1e-6, t2_tol=1e-6, pd_tol=1e-3)
+
+
+@needs_matching
+@pytest.mark.parametrize("layout", ["LHW", "HWL"])
+def test_map_kspace_layouts_and_mat_files(data, layout, tmp_path):
+    from scipy.io import savemat
+
+    kspace = np.load(data["dir"] / f"kspace_{layout.lower()}.npy")
+    savemat(tmp_path / "scan.mat", {"kspace": kspace, "roi": data["mask"].astype(np.uint8)})
+    result = run_cli("map", "--kspace", "scan.mat:kspace", "--kspace-layout", layout, "--mask", "scan.mat:roi",
+                     "--dictionary", data["dir"] / "dict.npz", "--out", "maps", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    check_maps(tmp_path / "maps", data, t1_tol=1e-6, t2_tol=1e-6, pd_tol=1e-3)
+
+
+@needs_matching
+@pytest.mark.skipif(not HAVE_LOWRANK, reason="mrfbook.lowrank not written yet")
+def test_map_undersampled_kspace_with_lowrank_restoration(data, tmp_path):
+    from mrfbook.acquisition import UndersampledFourier, variable_density_masks
+
+    masks = variable_density_masks((SIZE, SIZE), L, sampling_ratio=0.5, seed=3)
+    kspace = UndersampledFourier(masks).forward(data["images"])
+    np.savez(tmp_path / "scan.npz", kspace=kspace, sampling=masks)
+    result = run_cli("map", "--kspace", "scan.npz:kspace", "--kspace-layout", "LHW",
+                     "--sampling-mask", "scan.npz:sampling", "--restore", "lowrank", "--lam", "0.05",
+                     "--mask", data["dir"] / "mask.npy", "--dictionary", data["dir"] / "dict.npz",
+                     "--out", "maps", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "maps"
+    t1 = np.load(out / "t1.npy")
+    mask = data["mask"]
+    # Half of k-space per frame, restored: most tissue pixels land on the true atom.
+    assert np.mean(np.abs(t1[mask] - data["t1"][mask]) <= 50) > 0.8
+
+
+def _bad_files(folder: Path, data: dict) -> None:
+    """Write the malformed inputs used by the failure cases."""
+    images = data["images"]
+    np.save(folder / "flat.npy", images[:, :, 0])
+    np.save(folder / "text.npy", np.array([["a", "b"], ["c", "d"]]))
+    nan = images.copy()
+    nan[3, 4, 5] = np.nan
+    np.save(folder / "nan.npy", nan)
+    np.save(folder / "short.npy", images[:, :, :40])
+    np.save(folder / "mask_small.npy", np.ones((8, 8), bool))
+    np.save(folder / "mask_values.npy", np.full((SIZE, SIZE), 2))
+    np.savez(folder / "two.npz", a=images, b=images)
+    (folder / "broken.npz").write_bytes(b"not a zip file")
+
+
+MAP_FAILURES = {
+    "missing images": (["--images", "nothere.npy"], "file not found: nothere.npy"),
+    "missing dictionary": (["--images", "images.npy", "--dictionary", "nothere.npz"], "--dictionary: file not found"),
+    "2-D images": (["--images", "flat.npy"], "expected a 3-D image stack"),
+    "text dtype": (["--images", "text.npy"], "dtype <U1 is not allowed"),
+    "NaN values": (["--images", "nan.npy"], "NaN or infinite"),
+    "sequence length disagrees": (["--images", "short.npy"], "L = 40 time points"),
+    "mask shape": (["--images", "images.npy", "--mask", "mask_small.npy"], "--mask: shape (8, 8)"),
+    "mask values": (["--images", "images.npy", "--mask", "mask_values.npy"], "only 0/1"),
+    "ambiguous npz": (["--images", "two.npz"], "holds several arrays"),
+    "unknown key": (["--images", "two.npz:c"], "no array named 'c'"),
+    "unreadable file": (["--images", "broken.npz"], "cannot read"),
+    "unsupported type": (["--images", "seq.csv"], "unsupported file type '.csv'"),
+    "kspace without layout": (["--kspace", "kspace_hwl.npy"], "--kspace-layout: required"),
+    "kspace wrong layout": (["--kspace", "kspace_hwl.npy", "--kspace-layout", "LHW"], "L = 16 time points"),
+    "restore needs kspace": (["--images", "images.npy", "--restore", "lowrank"], "--restore"),
+    "restore needs sampling mask": (["--kspace", "kspace_lhw.npy", "--kspace-layout", "LHW", "--restore", "lowrank"],
+                                    "--sampling-mask: required"),
+    "dictionary of another sequence": (["--images", "images.npy", "--sequence", "other.csv"],
+                                       "simulated for another sequence"),
+    "no method": (["--images", "images.npy", "--dictionary", None], "one of the arguments --dictionary --model"),
+    "out is a file": (["--images", "images.npy", "--out", "seq.csv"], "not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MAP_FAILURES))
+def test_map_refuses_bad_input(case, data):
+    folder = data["dir"]
+    if not (folder / "flat.npy").exists():
+        _bad_files(folder, data)
+    spec, message = MAP_FAILURES[case]
+    args = list(spec)
+    if "--dictionary" not in args and "--model" not in args:
+        args += ["--dictionary", "dict.npz"]
+    if None in args:  # drop an option on purpose
+        i = args.index(None)
+        del args[i - 1:i + 1]
+    if "--out" not in args:
+        args += ["--out", f"out_{case.replace(' ', '_')}"]
+    before = listing(folder)
+    result = run_cli("map", *args, cwd=folder)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert listing(folder) == before, "output written despite the error"
+
+
+# ------------------------------------------------------------------------------ train
+
+
+@pytest.mark.skipif(not HAVE_TRAINING, reason="mrfbook.training not written yet")
+def test_train_then_map_with_the_model(data, tmp_path):
+    folder = data["dir"]
+    result = run_cli("train", folder / "dict.npz", "--output", "model.keras", "--compact", "--epochs", "2",
+                     "--batch-size", "64", "--checkpoint-dir", "ckpt", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "model.keras").is_file()
+
+    result = run_cli("map", "--images", folder / "images.npy", "--mask", folder / "mask.npy",
+                     "--model", "model.keras", "--out", "maps", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "maps"
+    for key in ("t1", "t2", "pd"):
+        values = np.load(out / f"{key}.npy")[data["mask"]]
+        assert np.all(np.isfinite(values))
+    # A 2-epoch network is not accurate, but its PD is a least-squares fit: positive in tissue.
+    assert np.all(np.load(out / "pd.npy")[data["mask"]] > 0)
+
+    # The model records its sequence: data from another sequence is refused, and so is a
+    # sequence of another length.
+    before = listing(tmp_path)
+    for extra, message in ((["--sequence", folder / "other.csv"], "trained for another sequence"),
+                           (["--paper", "--n-timepoints", "64"], "trained for another sequence")):
+        result = run_cli("map", "--images", folder / "images.npy", "--model", "model.keras", *extra,
+                         "--out", "refused", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert listing(tmp_path) == before
+    result = run_cli("map", "--images", folder / "short.npy" if (folder / "short.npy").exists() else "none.npy",
+                     "--model", "model.keras", "--out", "refused", cwd=tmp_path)
+    assert result.returncode == 2
+    assert listing(tmp_path) == before
+
+
+def test_train_refuses_bad_input(data, tmp_path):
+    folder = data["dir"]
+    before = listing(tmp_path)
+    for args, message in (
+        (["nothere.npz", "-o", "m.keras"], "DICT.npz: file not found"),
+        ([folder / "dict.npz", "-o", "m.h5"], "must end in .keras"),
+        ([folder / "dict.npz", "-o", "m.keras", "--epochs", "0"], "--epochs must be > 0"),
+        ([folder / "seq.csv", "-o", "m.keras"], "cannot use"),
+    ):
+        result = run_cli("train", *args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr, result.stderr
+        assert listing(tmp_path) == before
