@@ -34,6 +34,7 @@ __all__ = [
     "paper_grid",
     "shifted_test_grid",
     "b1_grid",
+    "grid_image",
     "build_dictionary",
     "default_cache_dir",
     "cache_path",
@@ -200,6 +201,43 @@ def b1_grid(
     return np.tile(t1, m), np.tile(t2, m), np.repeat(b1_values, t1.size)
 
 
+def grid_image(
+    t1_ms: np.ndarray, t2_ms: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrange per-pair values of a flat (T1, T2) grid as an image for ``pcolormesh``.
+
+    Parameters
+    ----------
+    t1_ms, t2_ms : np.ndarray
+        (K,) grid pairs in ms (e.g. from :func:`paper_grid`), each pair at most once.
+    values : np.ndarray
+        (K,) one value per pair (e.g. atom norms, estimation errors).
+
+    Returns
+    -------
+    t1_axis : np.ndarray
+        (n1,) sorted distinct T1 values in ms.
+    t2_axis : np.ndarray
+        (n2,) sorted distinct T2 values in ms.
+    image : np.ndarray
+        (n2, n1) float64, ``image[j, i]`` is the value at (``t1_axis[i]``, ``t2_axis[j]``);
+        NaN where the grid has no pair (e.g. T1 < T2).
+
+    Explained in chapter 3, book/03_dictionary.md.
+    """
+    t1, t2 = _validate_grid(t1_ms, t2_ms)
+    values = np.asarray(values)
+    if values.shape != t1.shape:
+        raise ValueError(f"values must have shape {t1.shape} like t1_ms, got {values.shape}")
+    t1_axis, i = np.unique(t1, return_inverse=True)
+    t2_axis, j = np.unique(t2, return_inverse=True)
+    if np.unique(j * t1_axis.size + i).size != t1.size:
+        raise ValueError("t1_ms/t2_ms contain a repeated (T1, T2) pair; grid_image needs each once")
+    image = np.full((t2_axis.size, t1_axis.size), np.nan)
+    image[j, i] = values
+    return t1_axis, t2_axis, image
+
+
 def _validate_grid(t1_ms, t2_ms) -> tuple[np.ndarray, np.ndarray]:
     t1 = np.asarray(t1_ms, dtype=np.float64)
     t2 = np.asarray(t2_ms, dtype=np.float64)
@@ -306,6 +344,15 @@ class Dictionary:
         """(K, 2) float64 look-up table [T1, T2] in ms; (K, 3) [T1, T2, B1] with ``b1_scale``."""
         cols = [self.t1_ms, self.t2_ms] + ([self.b1_scale] if self.b1_scale is not None else [])
         return np.stack(cols, axis=1)
+
+    def nearest(self, t1_ms: float, t2_ms: float) -> int:
+        """Index of the atom whose (T1, T2) is closest (Euclidean, in ms) to the given pair.
+
+        Ties go to the lowest index. ``b1_scale`` is ignored (all B1 values compete).
+        """
+        t1 = _check_positive_scalar("t1_ms", t1_ms)
+        t2 = _check_positive_scalar("t2_ms", t2_ms)
+        return int(np.argmin((self.t1_ms - t1) ** 2 + (self.t2_ms - t2) ** 2))
 
     # -- normalisation --------------------------------------------------------------------------
     @property

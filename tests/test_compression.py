@@ -49,7 +49,7 @@ def test_energy_is_monotone_and_ends_at_one(atoms):
     # atoms are unit-norm, so the total energy is the number of atoms
     assert np.sum(b.singular_values**2) == pytest.approx(atoms.shape[0], rel=1e-4)
     assert b.kept_energy >= 0.999 and b.energy[b.rank - 2] < 0.999
-    assert b.rank < 40  # MRF atoms are strongly compressible
+    assert b.rank < 15  # MRF atoms are strongly compressible (5 measured)
 
 
 def test_rank_for_energy_small_cases():

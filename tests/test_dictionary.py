@@ -11,6 +11,7 @@ from mrfbook.dictionary import (
     Dictionary,
     StaleDictionaryError,
     b1_grid,
+    grid_image,
     build_dictionary,
     cache_path,
     cached_dictionary,
@@ -95,6 +96,19 @@ def test_b1_grid_repeats_pairs_per_b1():
         b1_grid([100.0], [10.0], [0.0])
 
 
+def test_grid_image_places_values_and_leaves_missing_pairs_nan():
+    t1, t2 = paper_grid(step_ms=1000.0)  # T1 1..4001 (5 values), T2 1, 1001 (2 values)
+    t1_axis, t2_axis, image = grid_image(t1, t2, t1 + 1e-3 * t2)
+    assert image.shape == (2, 5) and t2_axis.tolist() == [1.0, 1001.0]
+    assert image[1, 0] != image[1, 0]  # T1 = 1 < T2 = 1001: no pair, NaN
+    assert image[1, 2] == pytest.approx(2001.0 + 1.001)
+    assert np.sum(np.isfinite(image)) == t1.size
+    with pytest.raises(ValueError, match="values"):
+        grid_image(t1, t2, t1[:-1])
+    with pytest.raises(ValueError, match="repeated"):
+        grid_image(np.r_[t1, t1[:1]], np.r_[t2, t2[:1]], np.r_[t1, t1[:1]])
+
+
 # -- the container ---------------------------------------------------------------------------------
 def test_dictionary_matches_epg_and_reports_shapes(sequence, small_grid, small_dictionary):
     d = small_dictionary
@@ -107,6 +121,15 @@ def test_dictionary_matches_epg_and_reports_shapes(sequence, small_grid, small_d
     np.testing.assert_allclose(d.atoms, direct, rtol=0, atol=1e-7)
     # raw atoms carry PD = 1 signal levels: not normalised
     assert not np.allclose(d.norms, 1.0)
+
+
+def test_nearest_finds_the_closest_grid_pair(small_dictionary):
+    d = small_dictionary
+    i = d.nearest(760.0, 240.0)
+    assert (d.t1_ms[i], d.t2_ms[i]) == (751.0, 251.0)
+    assert d.nearest(d.t1_ms[7], d.t2_ms[7]) == 7
+    with pytest.raises(ValueError, match="t2_ms"):
+        d.nearest(100.0, -3.0)
 
 
 def test_normalised_rows_have_unit_norm_and_keep_direction(small_dictionary):
