@@ -36,6 +36,8 @@ __all__ = [
     "constant_sequence",
     "single_sinusoid",
     "random_sequence",
+    "make_sequence",
+    "SHAPES",
 ]
 
 _ARRAY_FIELDS = ("flip_angles_deg", "tr_ms", "te_ms", "rf_phase_deg")
@@ -480,3 +482,49 @@ def random_sequence(
     fa = rng.uniform(0.0, vmax, size=n)
     tr = rng.uniform(lo, hi, size=n)
     return FispSequence.from_arrays(fa, tr, te_ms, 90.0, inversion=inversion)
+
+
+#: schedule shapes understood by :func:`make_sequence`
+SHAPES = ("lobes", "constant", "single_sinusoid", "random")
+
+
+def make_sequence(
+    shape: str = "lobes",
+    n_timepoints: int = 200,
+    *,
+    max_flip_deg: float = 70.0,
+    n_lobes: int = 4,
+    tr_range_ms: tuple[float, float] = (11.5, 14.5),
+    te_ms: float = 2.0,
+    seed: int = 0,
+    inversion: bool = True,
+) -> FispSequence:
+    """One entry point for the schedule shapes of chapter 2's explorer.
+
+    Parameters
+    ----------
+    shape : {"lobes", "constant", "single_sinusoid", "random"}
+        ``"lobes"``: :func:`paper_sequence` (``n_lobes`` half-sine lobes);
+        ``"constant"``: flip angle ``max_flip_deg`` throughout;
+        ``"single_sinusoid"``: :func:`single_sinusoid`; ``"random"``:
+        :func:`random_sequence` (random TR too).  Except for ``"random"``, TR
+        follows :func:`perlin_tr` over ``tr_range_ms`` (constant if both ends
+        are equal).
+    Other parameters as in :func:`paper_sequence`.
+
+    Returns
+    -------
+    FispSequence
+    """
+    common = dict(max_flip_deg=max_flip_deg, tr_range_ms=tr_range_ms, te_ms=te_ms, seed=seed, inversion=inversion)
+    if shape == "lobes":
+        return paper_sequence(n_timepoints, n_lobes=n_lobes, **common)
+    if shape == "single_sinusoid":
+        return single_sinusoid(n_timepoints, **common)
+    if shape == "random":
+        return random_sequence(n_timepoints, **common)
+    if shape == "constant":
+        n = _check_positive_int("n_timepoints", n_timepoints)
+        fa = np.full(n, _check_max_flip(max_flip_deg))
+        return FispSequence.from_arrays(fa, perlin_tr(n, tr_range_ms, seed), te_ms, 90.0, inversion=inversion)
+    raise ValueError(f"shape must be one of {SHAPES}; got {shape!r}")

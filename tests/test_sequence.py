@@ -145,3 +145,16 @@ def test_other_factories():
     assert r1.flip_angles_deg.max() <= 70.0 and 11.5 <= r1.tr_ms.min() <= r1.tr_ms.max() <= 14.5
     flat = perlin_tr(20, (12.0, 12.0))
     assert np.all(flat == 12.0)
+
+
+def test_make_sequence_shapes():
+    from mrfbook.sequence import SHAPES, make_sequence
+
+    for shape in SHAPES:
+        s = make_sequence(shape, 120, max_flip_deg=50.0, n_lobes=3, tr_range_ms=(10.0, 12.0))
+        assert s.n_timepoints == 120 and s.flip_angles_deg.max() == pytest.approx(50.0, abs=1.0)
+        assert 10.0 <= s.tr_ms.min() and s.tr_ms.max() <= 12.0
+    assert make_sequence("lobes") == paper_sequence()
+    assert np.all(make_sequence("constant", max_flip_deg=20.0).flip_angles_deg == 20.0)
+    with pytest.raises(ValueError, match="shape"):
+        make_sequence("triangle")
