@@ -1,0 +1,277 @@
+"""Tests for mrfbook.training and mrfbook.inference: recipe, scaling, a short real training,
+checkpoint/resume, model files with their sequence, and the prediction helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+from mrfbook.dictionary import build_dictionary
+from mrfbook.inference import normalise_signatures, predict_maps, predict_parameters, real_signatures
+from mrfbook.network import NetworkConfig, compact_config, paper_config
+from mrfbook.sequence import paper_sequence
+from mrfbook.training import (
+    CheckpointMismatchError,
+    LabelScaling,
+    SequenceMismatchError,
+    TrainedModel,
+    TrainingConfig,
+    load_trained_model,
+    prepare_training_data,
+    read_log,
+    sidecar_path,
+    split_indices,
+    train,
+)
+
+# The short training of the tests: T1 100..2000 ms x T2 10..200 ms (100 x 20 = 2,000 atoms),
+# paper sequence (200 time points), compact network, 6 epochs, batch 64, Adam 3e-3
+# halved... (x0.1 after epoch 3), standardised labels. Measured: ~20-30 s on the 2-core machine.
+SHORT = TrainingConfig(
+    network=compact_config(),
+    epochs=6,
+    batch_size=64,
+    learning_rate=3e-3,
+    lr_decay_every=3,
+    label_scaling="standardise",
+    seed=0,
+)
+# Pass threshold: validation RMSE at least 5x below the RMSE of predicting the mean (the
+# labels' standard deviation). An untrained or broken network scores a ratio of ~1.
+MIN_IMPROVEMENT = 5.0
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    return paper_sequence()
+
+
+@pytest.fixture(scope="module")
+def small_dictionary(sequence):
+    t1, t2 = np.meshgrid(np.linspace(100.0, 2000.0, 100), np.linspace(10.0, 200.0, 20), indexing="ij")
+    return build_dictionary(sequence, t1.ravel(), t2.ravel())
+
+
+@pytest.fixture(scope="module")
+def tiny_dictionary(sequence):
+    t1, t2 = np.meshgrid(np.linspace(200.0, 1500.0, 20), np.linspace(20.0, 150.0, 10), indexing="ij")
+    return build_dictionary(sequence, t1.ravel(), t2.ravel())
+
+
+@pytest.fixture(scope="module")
+def short_run(small_dictionary, tmp_path_factory):
+    ckpt = tmp_path_factory.mktemp("short_run")
+    result = train(small_dictionary, SHORT, checkpoint_dir=ckpt, progress=False)
+    return result, ckpt
+
+
+# ----------------------------------------------------------------------------- recipe
+def test_default_config_is_the_paper_recipe():
+    c = TrainingConfig()
+    assert c.network == paper_config()
+    assert (c.epochs, c.batch_size, c.validation_fraction) == (50, 256, 0.2)
+    lrs = [c.learning_rate_at(e) for e in range(50)]
+    assert lrs[0] == pytest.approx(1e-2) and lrs[9] == pytest.approx(1e-2)
+    assert lrs[10] == pytest.approx(1e-3) and lrs[20] == pytest.approx(1e-4)
+    assert lrs[30] == pytest.approx(1e-5) and lrs[49] == pytest.approx(1e-6)
+    assert len(set(np.round(np.log10(lrs)).astype(int))) == 5
+    assert TrainingConfig(epochs=80).learning_rate_at(79) == pytest.approx(1e-6)  # floor
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(epochs=0), "epochs"),
+        (dict(batch_size=2.5), "batch_size"),
+        (dict(learning_rate=-1.0), "learning_rate"),
+        (dict(validation_fraction=1.0), "validation_fraction"),
+        (dict(label_scaling="minmax"), "label_scaling"),
+        (dict(jit_compile="yes"), "jit_compile"),
+        (dict(network="paper"), "network"),
+    ],
+)
+def test_bad_training_config_names_the_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        TrainingConfig(**kwargs)
+
+
+def test_config_dict_roundtrip():
+    assert TrainingConfig.from_dict(json.loads(json.dumps(SHORT.to_dict()))) == SHORT
+
+
+def test_label_scaling_roundtrip():
+    rng = np.random.default_rng(0)
+    y = np.stack([rng.uniform(1, 5000, 100), rng.uniform(1, 2000, 100)], axis=1)
+    fixed = LabelScaling.fixed()
+    s = fixed.transform(y)
+    assert s.dtype == np.float32 and s.min() >= 0 and s.max() <= 1
+    np.testing.assert_allclose(fixed.inverse(s), y, rtol=1e-6)
+    std = LabelScaling.standardised(y)
+    z = std.transform(y)
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(axis=0), 1, atol=1e-5)
+    np.testing.assert_allclose(std.inverse(z), y, atol=1e-3)  # float32 network units
+    assert LabelScaling.from_dict(json.loads(json.dumps(std.to_dict()))) == std
+    with pytest.raises(ValueError, match="scale"):
+        LabelScaling((0.0, 0.0), (1.0, 0.0))
+
+
+def test_prepare_training_data(small_dictionary):
+    x, y = prepare_training_data(small_dictionary)
+    assert x.shape == (2000, 200) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(y[:, 0], small_dictionary.t1_ms)
+    np.testing.assert_array_equal(y[:, 1], small_dictionary.t2_ms)
+    # same direction as the raw atoms
+    cos = np.sum(x * small_dictionary.atoms, axis=1) / np.linalg.norm(small_dictionary.atoms, axis=1)
+    np.testing.assert_allclose(cos, 1.0, rtol=1e-5)
+
+
+def test_split_is_seeded_disjoint_and_complete():
+    tr, va = split_indices(1000, 0.2, seed=3)
+    assert va.size == 200 and tr.size == 800
+    assert np.intersect1d(tr, va).size == 0 and np.union1d(tr, va).size == 1000
+    tr2, va2 = split_indices(1000, 0.2, seed=3)
+    np.testing.assert_array_equal(va, va2)
+    assert not np.array_equal(va, split_indices(1000, 0.2, seed=4)[1])
+    assert va.max() > 900 and va.min() < 100  # random, not the tail of the (ordered) grid
+
+
+# ----------------------------------------------------------------------------- short training
+def test_short_training_learns(short_run, small_dictionary):
+    result, _ = short_run
+    _, y = prepare_training_data(small_dictionary)
+    tr, va = split_indices(len(y), SHORT.validation_fraction, SHORT.seed)
+    pred = predict_parameters(result.trained_model(), small_dictionary.atoms[va])
+    rmse = np.sqrt(np.mean((pred - y[va]) ** 2, axis=0))
+    baseline = y[va].std(axis=0)  # RMSE of predicting the mean
+    assert np.all(baseline / rmse > MIN_IMPROVEMENT), (rmse, baseline)
+    # the history agrees with an independent evaluation
+    np.testing.assert_allclose(result.history["val_t1_rmse_ms"][-1], rmse[0], rtol=1e-3)
+    np.testing.assert_allclose(result.history["val_t2_rmse_ms"][-1], rmse[1], rtol=1e-3)
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert result.epochs_completed == SHORT.epochs and result.resumed_from_epoch == 0
+
+
+def test_training_log_and_checkpoint_state(short_run):
+    result, ckpt = short_run
+    log = read_log(ckpt / "training_log.jsonl")
+    assert [r["epoch"] for r in log] == list(range(1, SHORT.epochs + 1))
+    assert [r["lr"] for r in log] == pytest.approx([SHORT.learning_rate_at(e) for e in range(SHORT.epochs)])
+    for key in ("loss", "val_loss", "seconds", "device", "backend", "versions", "time"):
+        assert key in log[0]
+    assert log[0]["backend"] == "tensorflow" and "keras" in log[0]["versions"]
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["epochs_completed"] == SHORT.epochs
+
+
+def test_save_load_roundtrip_and_sequence_check(short_run, small_dictionary, sequence, tmp_path):
+    result, _ = short_run
+    path = result.save(tmp_path / "model.keras")
+    meta = json.loads(sidecar_path(path).read_text())
+    assert meta["sequence_digest"] == sequence.digest
+    assert meta["network"] == compact_config().to_dict()
+    loaded = load_trained_model(path, expected_sequence=sequence)
+    x = small_dictionary.atoms[:50]
+    np.testing.assert_allclose(loaded.predict(x), result.trained_model().predict(x), rtol=1e-5, atol=1e-3)
+    other = paper_sequence(seed=1)
+    with pytest.raises(SequenceMismatchError, match="expected_sequence") as info:
+        load_trained_model(path, expected_sequence=other)
+    assert "tr_ms" in str(info.value)
+    sidecar_path(path).unlink()
+    with pytest.raises(FileNotFoundError, match="sidecar"):
+        load_trained_model(path)
+
+
+# ----------------------------------------------------------------------------- resume
+TINY = TrainingConfig(
+    network=NetworkConfig(stem_channels=4, n_blocks=2, max_channels=8, kernel_size=3),
+    epochs=2, batch_size=32, learning_rate=3e-3, lr_decay_every=1, seed=1,
+)
+
+
+def test_resume_continues_at_the_right_epoch(tiny_dictionary, tmp_path):
+    straight = train(tiny_dictionary, TINY, progress=False)
+    ckpt = tmp_path / "ckpt"
+    first = train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), "epochs": 1}),
+                  checkpoint_dir=ckpt, progress=False)
+    assert first.epochs_completed == 1
+    resumed = train(tiny_dictionary, TINY, checkpoint_dir=ckpt, progress=False)
+    assert resumed.resumed_from_epoch == 1 and resumed.epochs_completed == 2
+    assert resumed.history["lr"] == pytest.approx([3e-3, 3e-4])
+    assert int(resumed.model.optimizer.iterations.numpy()) == int(straight.model.optimizer.iterations.numpy())
+    # same batches, learning rates and optimizer state as the uninterrupted run
+    np.testing.assert_allclose(resumed.history["loss"], straight.history["loss"], rtol=1e-4)
+    for a, b in zip(resumed.model.get_weights(), straight.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert [r["epoch"] for r in read_log(ckpt / "training_log.jsonl")] == [1, 2]
+    # a finished run is returned as is
+    again = train(tiny_dictionary, TINY, checkpoint_dir=ckpt, progress=False)
+    assert again.resumed_from_epoch == 2 and again.epochs_completed == 2
+    # another configuration in the same folder is refused
+    with pytest.raises(CheckpointMismatchError, match="config"):
+        train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), "batch_size": 16}),
+              checkpoint_dir=ckpt, progress=False)
+
+
+def test_train_refuses_wrong_input_length(tiny_dictionary):
+    with pytest.raises(ValueError, match="n_timepoints"):
+        train(tiny_dictionary, TrainingConfig(network=compact_config(100)), progress=False)
+
+
+# ----------------------------------------------------------------------------- inference helpers
+def test_complex_input_dephased_to_the_real_signal(small_dictionary):
+    x = small_dictionary.atoms[::97].astype(np.float64)
+    rng = np.random.default_rng(0)
+    phase = rng.uniform(-1.5, 1.5, len(x))  # within (-pi/2, pi/2): recovered without a reference
+    z = x * np.exp(1j * phase)[:, None]
+    np.testing.assert_allclose(real_signatures(z), x, atol=1e-5)
+    np.testing.assert_allclose(real_signatures(z, complex_mode="real"), x * np.cos(phase)[:, None], atol=1e-6)
+    # a phase beyond 90 degrees flips the sign unless a reference is given
+    z2 = x * np.exp(1j * (phase + np.pi))[:, None]
+    np.testing.assert_allclose(real_signatures(z2), -x, atol=1e-5)
+    ref = x.mean(axis=0)
+    np.testing.assert_allclose(real_signatures(z2, phase_reference=ref), x, atol=1e-5)
+    with pytest.raises(ValueError, match="complex_mode"):
+        real_signatures(z, complex_mode="abs")
+
+
+def test_normalisation_keeps_zero_rows_and_rejects_nan():
+    x = np.array([[3.0, 4.0], [0.0, 0.0]])
+    xn, norms = normalise_signatures(x)
+    np.testing.assert_allclose(xn, [[0.6, 0.8], [0, 0]])
+    np.testing.assert_allclose(norms, [5, 0])
+    with pytest.raises(ValueError, match="finite"):
+        normalise_signatures(np.array([[np.nan, 1.0]]))
+
+
+def test_predictions_scale_free_and_maps(short_run, small_dictionary):
+    trained: TrainedModel = short_run[0].trained_model()
+    x = small_dictionary.atoms[:64]
+    p1 = predict_parameters(trained, x)
+    p2 = predict_parameters(trained, 7.5 * x * np.exp(0.3j), batch_size=16)  # PD and phase do not matter
+    np.testing.assert_allclose(p1, p2, rtol=1e-3, atol=0.5)
+    stack = np.zeros((8, 10, 200), dtype=np.complex64)
+    mask = np.zeros((8, 10), dtype=bool)
+    mask[2:6, 1:9] = True
+    stack[mask] = x[:32]
+    t1, t2 = predict_maps(trained, stack, mask, fill_value=-1.0)
+    np.testing.assert_allclose(t1[mask], p1[:32, 0], rtol=1e-3, atol=0.5)
+    np.testing.assert_allclose(t2[mask], p1[:32, 1], rtol=1e-3, atol=0.5)
+    assert np.all(t1[~mask] == -1.0)
+    t1b, _ = predict_maps(trained, stack)  # no mask: non-zero pixels
+    np.testing.assert_allclose(t1b[mask], t1[mask], rtol=1e-5)
+    assert np.all(t1b[~mask] == 0)
+    zero = predict_parameters(trained, np.zeros((2, 200)))
+    assert np.all(np.isnan(zero))
+    with pytest.raises(ValueError, match="label_scaling"):
+        predict_parameters(trained.model, x)
+    with pytest.raises(ValueError, match="time points"):
+        predict_parameters(trained, x[:, :100])
+    with pytest.raises(ValueError, match="mask"):
+        predict_maps(trained, stack, mask[:4])
