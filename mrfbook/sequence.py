@@ -197,8 +197,16 @@ class FispSequence:
     @property
     def digest(self) -> str:
         """SHA-256 hex digest of every parameter (changes if any value changes)."""
-        payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            payload = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+            cached = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+            object.__setattr__(self, "_digest", cached)
+        return cached
+
+    def __reduce__(self):
+        # pickle through the validated dict form, so unpickled arrays are read-only again
+        return (FispSequence.from_dict, (self.to_dict(),))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FispSequence):

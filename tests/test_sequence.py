@@ -158,3 +158,13 @@ def test_make_sequence_shapes():
     assert np.all(make_sequence("constant", max_flip_deg=20.0).flip_angles_deg == 20.0)
     with pytest.raises(ValueError, match="shape"):
         make_sequence("triangle")
+
+
+def test_pickle_round_trip_keeps_read_only():
+    import copy
+    import pickle
+
+    s = paper_sequence()
+    for s2 in (pickle.loads(pickle.dumps(s)), copy.deepcopy(s)):
+        assert s2 == s and s2.digest == s.digest
+        assert not s2.tr_ms.flags.writeable
