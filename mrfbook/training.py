@@ -23,8 +23,8 @@ import datetime as _dt
 import json
 import os
 import platform
-import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,8 @@ __all__ = [
     "train",
     "save_trained_model",
     "load_trained_model",
+    "load_model",
+    "read_model_metadata",
     "sidecar_path",
     "runtime_info",
     "read_log",
@@ -61,6 +63,7 @@ SIDECAR_FORMAT = "mrfbook-trained-model/1"
 CHECKPOINT_MODEL = "checkpoint.keras"
 CHECKPOINT_STATE = "state.json"
 LOG_NAME = "training_log.jsonl"
+EMBEDDED_METADATA = "mrfbook.json"
 
 
 class SequenceMismatchError(ValueError):
@@ -486,7 +489,15 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
 
 
 def save_trained_model(trained: TrainedModel, path: str | os.PathLike) -> Path:
-    """Write ``path`` (must end in .keras) and its JSON sidecar (sequence, digest, scaling, config)."""
+    """Write ``path`` (must end in .keras) with its metadata, plus a readable JSON sidecar.
+
+    The metadata (training sequence and its digest, label scaling, network and
+    training configuration, provenance) is stored twice: inside the ``.keras``
+    zip as ``mrfbook.json`` (so the file is self-contained and can be renamed
+    or moved alone) and as the sidecar ``<path stem>.json`` for people.
+
+    Explained in chapter 7, book/07_training.md.
+    """
     p = Path(path)
     if p.suffix != ".keras":
         raise ValueError(f"path must end in '.keras', got {str(p)!r}")
@@ -500,8 +511,34 @@ def save_trained_model(trained: TrainedModel, path: str | os.PathLike) -> Path:
         label_scaling=trained.label_scaling.to_dict(),
         model_file=p.name,
     )
+    with zipfile.ZipFile(p, "a") as zf:
+        zf.writestr(EMBEDDED_METADATA, json.dumps(meta))
     _atomic_write_json(sidecar_path(p), meta)
     return p
+
+
+def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata stored in a model file by :func:`save_trained_model` (sidecar as fallback)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no model file at path={str(p)!r}")
+    meta = None
+    try:
+        with zipfile.ZipFile(p) as zf:
+            if EMBEDDED_METADATA in zf.namelist():
+                meta = json.loads(zf.read(EMBEDDED_METADATA))
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"path={str(p)!r} is not a .keras model file ({exc})") from exc
+    if meta is None and sidecar_path(p).is_file():
+        meta = json.loads(sidecar_path(p).read_text())
+    if meta is None:
+        raise ValueError(
+            f"model {str(p)!r} records no training metadata (no {EMBEDDED_METADATA} inside and no sidecar "
+            f"{str(sidecar_path(p))!r}): its sequence and label scaling are unknown; save it with save_trained_model"
+        )
+    if meta.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"model {str(p)!r} has metadata format {meta.get('format')!r}, expected {SIDECAR_FORMAT!r}")
+    return meta
 
 
 def load_trained_model(path: str | os.PathLike, expected_sequence: Any = None, *, compile: bool = False) -> TrainedModel:
@@ -509,7 +546,7 @@ def load_trained_model(path: str | os.PathLike, expected_sequence: Any = None, *
 
     Parameters
     ----------
-    path : path to the ``.keras`` file (its ``.json`` sidecar must sit beside it)
+    path : path to the ``.keras`` file
     expected_sequence : FispSequence, optional
         If given, the model must have been trained on exactly this sequence
         (same digest), else :class:`SequenceMismatchError`.
@@ -518,16 +555,8 @@ def load_trained_model(path: str | os.PathLike, expected_sequence: Any = None, *
 
     Explained in chapter 7, book/07_training.md.
     """
-    p = Path(path)
-    side = sidecar_path(p)
-    if not p.is_file():
-        raise FileNotFoundError(f"no model file at path={str(p)!r}")
-    if not side.is_file():
-        raise FileNotFoundError(f"model {str(p)!r} has no sidecar {str(side)!r} (sequence and label scaling unknown)")
-    meta = json.loads(side.read_text())
-    if meta.get("format") != SIDECAR_FORMAT:
-        raise ValueError(f"sidecar {str(side)!r} has format {meta.get('format')!r}, expected {SIDECAR_FORMAT!r}")
-    model = keras.saving.load_model(p, compile=compile)
+    meta = read_model_metadata(path)
+    model = keras.saving.load_model(Path(path), compile=compile)
     trained = TrainedModel(
         model=model,
         label_scaling=LabelScaling.from_dict(meta["label_scaling"]),
@@ -537,6 +566,16 @@ def load_trained_model(path: str | os.PathLike, expected_sequence: Any = None, *
     )
     trained.check_sequence(expected_sequence)
     return trained
+
+
+def load_model(path: str | os.PathLike, expected_sequence: Any = None) -> tuple[TrainedModel, Any]:
+    """:func:`load_trained_model` plus the training sequence as a ``FispSequence``."""
+    from mrfbook.sequence import FispSequence
+
+    trained = load_trained_model(path, expected_sequence)
+    if trained.sequence is None:
+        raise ValueError(f"model {str(path)!r} records no training sequence")
+    return trained, FispSequence.from_dict(trained.sequence)
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -183,9 +183,13 @@ def test_save_load_roundtrip_and_sequence_check(short_run, small_dictionary, seq
     with pytest.raises(SequenceMismatchError, match="expected_sequence") as info:
         load_trained_model(path, expected_sequence=other)
     assert "tr_ms" in str(info.value)
-    sidecar_path(path).unlink()
-    with pytest.raises(FileNotFoundError, match="sidecar"):
-        load_trained_model(path)
+    # the metadata travels inside the .keras file: the model still loads without its sidecar
+    moved = path.rename(tmp_path / "moved.keras")
+    assert load_trained_model(moved, expected_sequence=sequence).sequence_digest == sequence.digest
+    # a plain Keras file without metadata is refused (sequence and scaling unknown)
+    result.model.save(tmp_path / "plain.keras")
+    with pytest.raises(ValueError, match="no training metadata"):
+        load_trained_model(tmp_path / "plain.keras")
 
 
 # ----------------------------------------------------------------------------- resume
