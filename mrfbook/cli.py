@@ -243,34 +243,44 @@ def _cmd_train(args: argparse.Namespace, say: _Reporter) -> int:
     dictionary = _load_dictionary(args.dictionary, option="DICT.npz")
     if args.checkpoint_dir is not None and args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
         raise InputError(f"--checkpoint-dir: {args.checkpoint_dir} exists and is not a folder")
-    try:
-        from mrfbook import training
-    except ImportError as exc:  # pragma: no cover - the training module is part of the package
-        raise InputError(f"train: the training module is not available ({exc})") from exc
+    from mrfbook import training
+    from mrfbook.network import compact_config, paper_config
 
+    make_network = compact_config if args.compact else paper_config
     config_kwargs = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
     if args.validation_fraction is not None:
         config_kwargs["validation_fraction"] = args.validation_fraction
     if args.learning_rate is not None:
         config_kwargs["learning_rate"] = args.learning_rate
+        config_kwargs["min_learning_rate"] = min(1e-6, args.learning_rate)
     try:
-        config = training.TrainingConfig(**config_kwargs)
+        config = training.TrainingConfig(network=make_network(dictionary.n_timepoints), **config_kwargs)
     except ValueError as exc:
-        raise InputError(str(exc)) from exc
-    say(f"training on {dictionary.n_atoms:,} signatures of {dictionary.n_timepoints} time points, "
-        f"{config.epochs} epochs, batch {config.batch_size}, "
-        f"{'compact' if args.compact else 'paper'} network")
+        raise InputError(f"train: {exc}") from exc
+    n_val = int(round(dictionary.n_atoms * config.validation_fraction))
+    if n_val < 1 or dictionary.n_atoms - n_val < 1:
+        raise InputError(
+            f"DICT.npz: {dictionary.n_atoms} atoms are too few to hold out a validation fraction of "
+            f"{config.validation_fraction:g}; simulate a finer grid"
+        )
+    say(f"training the {'compact' if args.compact else 'paper'} network on {dictionary.n_atoms:,} signatures "
+        f"of {dictionary.n_timepoints} time points: {config.epochs} epochs, batch {config.batch_size}")
     start = time.perf_counter()
-    result = training.train(
-        dictionary,
-        config,
-        compact=args.compact,
-        checkpoint_dir=args.checkpoint_dir,
-        verbose=say.progress,
-    )
-    with _atomic_path(output) as tmp:
-        training.save_model(result.model, tmp, sequence=dictionary.sequence)
-    say(f"wrote {output} in {time.perf_counter() - start:.1f} s")
+    result = training.train(dictionary, config, checkpoint_dir=args.checkpoint_dir, progress=say.progress)
+    # The model (.keras) and its sidecar (.json: sequence, label scaling) are written into a
+    # temporary folder beside the output and renamed into place only when both are complete.
+    sidecar = training.sidecar_path(output)
+    staging = Path(tempfile.mkdtemp(prefix=".mrfbook-train.", dir=output.parent))
+    try:
+        written = training.save_trained_model(result.trained_model(), staging / output.name)
+        os.replace(training.sidecar_path(written), sidecar)
+        os.replace(written, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    final = {k: v[-1] for k, v in result.history.items() if v}
+    summary = ", ".join(f"{k} {final[k]:.4g}" for k in ("val_t1_rmse_ms", "val_t2_rmse_ms") if k in final)
+    say(f"wrote {output} and {sidecar.name} in {time.perf_counter() - start:.1f} s"
+        + (f" (validation RMSE in ms: {summary})" if summary else ""))
     return 0
 
 
@@ -342,39 +352,49 @@ def _reconstruct(kspace: np.ndarray, sampling: np.ndarray, args: argparse.Namesp
     return np.asarray(result.images)
 
 
-def _real_signatures(signatures: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Rotate complex signatures (N, L) to the real axis for the network.
+def _real_signatures(signatures: np.ndarray, sequence) -> np.ndarray:
+    """Real signatures (N, L) for the network (which was trained on real atoms).
 
-    Each signature is multiplied by the constant phase that makes it as real as
-    possible (half the angle of sum x_t^2), then the sign is chosen so that its
-    best correlation with the reference atoms (K, L) is positive.  Real input is
-    returned unchanged.
+    Complex data carry a per-pixel phase that is constant in time: it is removed
+    with :func:`mrfbook.inference.real_signatures` (``complex_mode="dephase"``).
+    That leaves a sign ambiguity, resolved here per pixel by choosing the sign
+    whose best correlation with a coarse dictionary of the same sequence
+    (T1, T2 every 250 ms) is positive.  Real input is used as it is.
     """
     if not np.iscomplexobj(signatures):
-        return signatures.astype(np.float32)
-    phase = 0.5 * np.angle(np.sum(signatures * signatures, axis=1))
-    real = np.real(signatures * np.exp(-1j * phase)[:, None])
-    corr = real @ reference.T
-    flip = corr.max(axis=1) < (-corr).max(axis=1)
-    real[flip] *= -1
-    return real.astype(np.float32)
-
-
-def _estimate_with_model(model, sequence, signatures: np.ndarray, say: _Reporter):
-    """Network estimate: (T1, T2) from the model, PD by least squares against the simulated signature."""
+        return np.asarray(signatures, dtype=np.float64)
     from mrfbook.dictionary import build_dictionary, paper_grid
-    from mrfbook.epg import simulate_fisp
-    from mrfbook.training import predict_parameters
+    from mrfbook.inference import real_signatures
 
-    coarse = build_dictionary(sequence, *paper_grid(step_ms=250.0)).normalised()
-    real = _real_signatures(signatures, coarse)
+    reference = build_dictionary(sequence, *paper_grid(step_ms=250.0)).normalised()
+    real = real_signatures(signatures, complex_mode="dephase")
+    corr = real @ reference.T
+    real[corr.max(axis=1) < (-corr).max(axis=1)] *= -1.0
+    return real
+
+
+def _estimate_with_model(trained, sequence, signatures: np.ndarray, say: _Reporter):
+    """Network estimate of (T1, T2) in ms; PD by least squares against the simulated signature.
+
+    Pixels without signal (all zeros) get T1 = T2 = PD = 0.
+    """
+    from mrfbook.epg import simulate_fisp
+    from mrfbook.inference import predict_parameters
+
+    real = _real_signatures(signatures, sequence)
     say(f"network inference on {len(real):,} signatures")
-    params = np.asarray(predict_parameters(model, real))
-    t1, t2 = params[:, 0].astype(np.float64), params[:, 1].astype(np.float64)
-    atoms = np.asarray(
-        simulate_fisp(sequence, np.clip(t1, 1e-3, None), np.clip(t2, 1e-3, None), dtype=np.float64)
-    )
-    pd = np.einsum("nl,nl->n", atoms, real) / np.maximum(np.einsum("nl,nl->n", atoms, atoms), 1e-30)
+    params = np.asarray(predict_parameters(trained, real))
+    signal = np.all(np.isfinite(params), axis=1)
+    t1 = np.where(signal, params[:, 0], 0.0)
+    t2 = np.where(signal, params[:, 1], 0.0)
+    pd = np.zeros(len(real))
+    if signal.any():
+        # The network can return values outside the simulated range (even <= 0); PD is then
+        # fitted against the nearest valid tissue (T >= 1 ms), the maps keep the raw output.
+        atoms = np.asarray(simulate_fisp(sequence, np.maximum(t1[signal], 1.0), np.maximum(t2[signal], 1.0),
+                                         dtype=np.float64))
+        x = real[signal]
+        pd[signal] = np.einsum("nl,nl->n", atoms, x) / np.maximum(np.einsum("nl,nl->n", atoms, atoms), 1e-30)
     return t1, t2, pd
 
 
@@ -414,8 +434,11 @@ def _cmd_map(args: argparse.Namespace, say: _Reporter) -> int:
         sequence, model = dictionary.sequence, None
     else:
         dictionary = None
-        model, sequence = _load_model(args.model, given_sequence)
+        sequence = _model_sequence(args.model, given_sequence)
     images, kspace, sampling, pixel_mask = _load_map_inputs(args, sequence.n_timepoints)
+    if args.model is not None:
+        say("loading the network")
+        model = _load_model(args.model, sequence)
     height, width = pixel_mask.shape
 
     start = time.perf_counter()
@@ -471,25 +494,48 @@ def _cmd_map(args: argparse.Namespace, say: _Reporter) -> int:
     return 0
 
 
-def _load_model(path: Path, given_sequence):
-    """Load a trained model and the sequence it records; refuse one made for another sequence."""
+def _model_sequence(path: Path, given_sequence):
+    """The sequence a model from 'train' was trained for, read from its JSON sidecar.
+
+    Reading the small sidecar (``MODEL.json`` beside ``MODEL.keras``, see
+    :func:`mrfbook.training.save_trained_model`) first lets the command refuse a
+    model made for another sequence, or data of the wrong length, before the
+    slow import of Keras.
+    """
+    from mrfbook.sequence import FispSequence
+
     if not path.is_file():
         raise InputError(f"--model: file not found: {path}")
     if path.suffix.lower() != ".keras":
         raise InputError(f"--model: {path} must be a .keras file written by 'mrfbook train'")
-    from mrfbook import training
-
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise InputError(
+            f"--model: {path} has no sidecar {sidecar.name} beside it (it records the sequence and the "
+            "label scaling); use a model written by 'mrfbook train' and keep the two files together"
+        )
     try:
-        model, sequence = training.load_model(path)
-    except (ValueError, OSError, KeyError) as exc:
-        raise InputError(f"--model: cannot use {path}: {exc}") from exc
+        meta = json.loads(sidecar.read_text())
+        sequence = FispSequence.from_dict(meta["sequence"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--model: cannot read the training sequence from {sidecar}: {exc}") from exc
     if given_sequence is not None and given_sequence.digest != sequence.digest:
         raise InputError(
             f"--model: {path} was trained for another sequence (digest {sequence.digest[:12]}, "
             f"L = {sequence.n_timepoints}) than the one given (digest {given_sequence.digest[:12]}, "
-            f"L = {given_sequence.n_timepoints}); train a model for this sequence"
+            f"L = {given_sequence.n_timepoints}); train a network for this sequence"
         )
-    return model, sequence
+    return sequence
+
+
+def _load_model(path: Path, sequence):
+    """Load the network (Keras) and check it against the sequence from its sidecar."""
+    from mrfbook import training
+
+    try:
+        return training.load_trained_model(path, expected_sequence=sequence)
+    except (ValueError, OSError, KeyError) as exc:
+        raise InputError(f"--model: cannot use {path}: {exc}") from exc
 
 
 # ============================================================================ parser
@@ -535,14 +581,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dictionary", type=Path, metavar="DICT.npz", help="dictionary file from 'simulate'")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL.keras",
-                   help="output model file (.keras)")
+                   help="output model file (.keras); its sidecar MODEL.json (sequence, label scaling, "
+                   "training record) is written beside it")
     p.add_argument("--epochs", type=_positive(int, "--epochs"), default=50, help="epochs (default: 50, the paper's)")
     p.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=256,
                    help="batch size (default: 256, the paper's)")
     p.add_argument("--validation-fraction", type=_fraction, default=None, metavar="F",
                    help="share of the atoms held out for validation (default: the library's, 0.2 as in the paper)")
     p.add_argument("--learning-rate", type=_positive(float, "--learning-rate"), default=None, metavar="LR",
-                   help="initial learning rate (default: the library's, 1e-2 as in the paper)")
+                   help="initial learning rate, divided by 10 every 10 epochs (default: the library's, "
+                   "1e-2 as in the paper)")
     p.add_argument("--compact", action="store_true",
                    help="the compact network (mrfbook.network.compact_config): ~20x fewer parameters, CPU-friendly")
     p.add_argument("--checkpoint-dir", type=Path, default=None, metavar="DIR",
@@ -586,8 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "nuclear-norm, the paper's lambda = 5); default: zero-filled")
     p.add_argument("--lam", type=_positive(float, "--lam"), default=5.0, metavar="LAMBDA",
                    help="nuclear-norm weight of --restore lowrank (default: 5, the paper's)")
-    p.add_argument("--max-iter", type=int, default=30, metavar="N",
-                   help="iterations of --restore lowrank (default: 30)")
+    p.add_argument("--max-iter", type=int, default=100, metavar="N",
+                   help="at most this many iterations of --restore lowrank (default: 100; it stops "
+                   "earlier once the relative change is below 1e-4)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_map)
