@@ -192,10 +192,8 @@ def _load_dictionary(path: Path, expected_sequence=None, *, option: str = "--dic
         raise InputError(f"{option}: file not found: {path}")
     try:
         return Dictionary.load(path, expected_sequence=expected_sequence)
-    except StaleDictionaryError as exc:
-        raise InputError(
-            f"{option}: {path} was simulated for another sequence than the one given; {exc}"
-        ) from exc
+    except StaleDictionaryError as exc:  # its message names the file and both sequence digests
+        raise InputError(f"{option}: another sequence: {exc}") from exc
     except (ValueError, OSError, KeyError, EOFError) as exc:
         raise InputError(f"{option}: cannot use {path}: {exc}") from exc
 
@@ -264,7 +262,8 @@ def _cmd_train(args: argparse.Namespace, say: _Reporter) -> int:
             f"{config.validation_fraction:g}; simulate a finer grid"
         )
     say(f"training the {'compact' if args.compact else 'paper'} network on {dictionary.n_atoms:,} signatures "
-        f"of {dictionary.n_timepoints} time points: {config.epochs} epochs, batch {config.batch_size}")
+        f"of {dictionary.n_timepoints} time points: {config.epochs} epoch{'s' if config.epochs > 1 else ''}, "
+        f"batch {config.batch_size}")
     start = time.perf_counter()
     result = training.train(dictionary, config, checkpoint_dir=args.checkpoint_dir, progress=say.progress)
     # The model (.keras) and its sidecar (.json: sequence, label scaling) are written into a

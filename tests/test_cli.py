@@ -281,7 +281,7 @@ MAP_FAILURES = {
     "restore needs sampling mask": (["--kspace", "kspace_lhw.npy", "--kspace-layout", "LHW", "--restore", "lowrank"],
                                     "--sampling-mask: required"),
     "dictionary of another sequence": (["--images", "images.npy", "--sequence", "other.csv"],
-                                       "simulated for another sequence"),
+                                       "another sequence: "),
     "no method": (["--images", "images.npy", "--dictionary", None], "one of the arguments --dictionary --model"),
     "out is a file": (["--images", "images.npy", "--out", "seq.csv"], "not a folder"),
 }
