@@ -183,11 +183,19 @@ def is_foreign_noise(message: str, origin: str) -> bool:
     """True for console errors that are not the book's fault.
 
     * a missing ``/favicon.ico`` (the browser asks for it on its own);
-    * a resource of ANOTHER host that failed to load (the test machine is offline).
+    * a resource of ANOTHER host that failed to load (the test machine is offline; e.g. the
+      require.js and widget-manager scripts MyST-NB links from CDNs for ipywidgets output);
+    * MathJax 2's font probe: a font at ``about:blank``, blocked by Chrome.
 
     Everything else -- JavaScript errors (wherever thrown) and failed loads of our own
     files -- is kept.
     """
+    # MathJax 2 probes font loading with an @font-face whose source is about:blank; Chrome blocks
+    # it and logs these two lines on every page with mathematics. They are harmless.
+    if message.startswith("about:blank - Failed to load resource: net::ERR_FAILED"):
+        return True
+    if "Access to font at 'about:blank'" in message and "blocked by CORS policy" in message:
+        return True
     match = _URL_AT_START.match(message)
     url = match.group(1) if match else ""
     if url.startswith(origin) and urlsplit(url).path == "/favicon.ico" and "Failed to load resource" in message:
@@ -197,14 +205,21 @@ def is_foreign_noise(message: str, origin: str) -> bool:
     return False
 
 
-_WAIT_FOR_IMAGES_JS = """
+_WAIT_FOR_PAGE_JS = """
+// Wait until MathJax has typeset the page and every image has loaded (or a time limit passed),
+// then a little longer so that late console messages are logged before they are read.
 const done = arguments[arguments.length - 1];
 const limit = Date.now() + arguments[0];
 for (const img of document.images) { if (img.loading === "lazy") { img.loading = "eager"; } }
-(function poll() {
+function images() {
   const pending = Array.from(document.images).filter(img => !img.complete);
-  if (pending.length === 0 || Date.now() > limit) { done(pending.length); } else { setTimeout(poll, 50); }
-})();
+  if (pending.length === 0 || Date.now() > limit) { setTimeout(() => done(pending.length), 300); }
+  else { setTimeout(images, 50); }
+}
+const mj = window.MathJax;
+if (mj && mj.Hub && mj.Hub.Queue) { mj.Hub.Queue(images); }                       // MathJax 2
+else if (mj && mj.startup && mj.startup.promise) { mj.startup.promise.then(images, images); }  // MathJax 3
+else { images(); }
 """
 
 _INSPECT_JS = """
@@ -288,7 +303,7 @@ def check_page(driver, origin: str, root: Path, page: str, screenshot_dir: Path 
         return report
     driver.get_log("browser")  # drop messages of earlier pages
     driver.get(f"{origin}/{page}")
-    pending = driver.execute_async_script(_WAIT_FOR_IMAGES_JS, 20_000)
+    pending = driver.execute_async_script(_WAIT_FOR_PAGE_JS, 20_000)
     if pending:
         report.add("image", f"{pending} image(s) still loading after 20 s")
     found = driver.execute_script(_INSPECT_JS)
@@ -423,6 +438,11 @@ def test_foreign_noise_filter_is_specific():
                                 "a status of 404 (File not found)", origin)
     assert not is_foreign_noise(f"{origin}/book/a.html 12:7 Uncaught TypeError: x is undefined", origin)
     assert not is_foreign_noise("https://cdn.jsdelivr.net/npm/x.js 1:10 Uncaught ReferenceError: y", origin)
+    assert is_foreign_noise(f"{origin}/book/a.html - Access to font at 'about:blank' from origin '{origin}' has "
+                            "been blocked by CORS policy: Cross origin requests are only supported for ...", origin)
+    assert is_foreign_noise("about:blank - Failed to load resource: net::ERR_FAILED", origin)
+    assert not is_foreign_noise(f"{origin}/book/a.html - Access to font at '{origin}/_static/f.woff' from origin "
+                                f"'{origin}' has been blocked by CORS policy", origin)
 
 
 # ----------------------------------------------------------------------------- the book
