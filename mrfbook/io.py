@@ -163,7 +163,7 @@ def check_finite(arr: np.ndarray, name: str) -> np.ndarray:
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(
-            f"{name}: {int(bad.sum())} of {arr.size} values are NaN or infinite "
+            f"{name}: {int(bad.sum()):,} of {arr.size:,} values are NaN or infinite "
             f"(first at index {first}); all values must be finite"
         )
     return arr
