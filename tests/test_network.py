@@ -19,6 +19,7 @@ from mrfbook.network import (
     expected_parameter_count,
     layer_table,
     model_size_bytes,
+    multiply_adds,
     paper_config,
     parameter_count,
     receptive_field,
@@ -90,8 +91,10 @@ def test_compact_variant_is_smaller_and_runs_under_tensorflow():
     assert keras.backend.backend() == "tensorflow"  # default backend of the project environment
     cfg = compact_config()
     m = build_from_config(cfg)
-    assert block_channels(cfg) == [32, 64, 128, 128]
-    assert parameter_count(m) * 5 < expected_parameter_count(paper_config())
+    assert block_channels(cfg) == [32, 64, 64, 64]
+    assert parameter_count(m) == 173_618
+    assert parameter_count(m) * 20 < expected_parameter_count(paper_config())
+    assert multiply_adds(cfg) * 10 < multiply_adds(paper_config())
     x = np.random.default_rng(1).normal(size=(5, 200)).astype("float32")
     y1 = np.asarray(m.predict(x, verbose=0))
     y2 = np.asarray(m(x, training=False))
@@ -125,6 +128,12 @@ def test_config_dict_roundtrip():
     assert NetworkConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown keys"):
         NetworkConfig.from_dict({**cfg.to_dict(), "depth": 3})
+
+
+def test_multiply_adds_by_hand():
+    cfg = NetworkConfig(n_timepoints=8, stem_channels=2, n_blocks=1, kernel_size=3, max_channels=4)
+    # stem 8*3*1*2 + 8*3*2*2; block (n=4): 4*3*2*4 + 4*3*4*4 + shortcut 4*2*4; dense 4*2
+    assert multiply_adds(cfg) == 48 + 96 + 96 + 192 + 32 + 8
 
 
 def test_receptive_field_formula_values():
