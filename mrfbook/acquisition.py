@@ -364,8 +364,8 @@ class UndersampledFourier:
         # Unshifted (FFT-native) masks as float32 multipliers for the inner loops.
         self._mask_u = np.fft.ifftshift(masks, axes=(1, 2)).astype(np.float32)
         self._lines = bool(np.all(masks == masks[:, :, :1]))
-        # multiplier used by the internal_* fast paths (broadcast along x for line masks)
-        self._mask_i = self._mask_u[:, :, :1].copy() if self._lines else self._mask_u
+        # flat indices (into an (L, H, W) FFT-order array) of the sampled values
+        self._sampled = np.flatnonzero(self._mask_u)
 
     # shapes ---------------------------------------------------------------
     @property
@@ -433,37 +433,40 @@ class UndersampledFourier:
         """True when every mask is constant along the readout axis (whole k_y lines)."""
         return self._lines
 
-    def internal_data(self, y: np.ndarray) -> np.ndarray:
-        """Centred k-space (L, H, W) -> the solvers' data domain (masked, complex64).
+    @property
+    def n_samples(self) -> int:
+        """Number of sampled k-space values over all frames (length of the packed data)."""
+        return int(self._sampled.size)
 
-        For line masks the readout transform is undone (``ifft`` along the columns), so
-        the data live in the hybrid (k_y, x) domain and every solver iteration needs only
-        1-D FFTs along the phase-encode axis -- half the work of 2-D FFTs, same result,
-        since the readout FFT is unitary and commutes with a mask constant along k_x.
-        Otherwise: k-space in FFT order (``ifftshift``).
+    def internal_data(self, y: np.ndarray) -> np.ndarray:
+        """Centred k-space (L, H, W) -> the solvers' packed data vector (complex64).
+
+        The solvers keep only the sampled values, packed into a 1-D vector
+        (:attr:`n_samples` long), so the element-wise work on data-domain arrays shrinks
+        by the sampling ratio. For line masks the readout transform is first undone
+        (``ifft`` along the columns): the data then live in the hybrid (k_y, x) domain and
+        every solver iteration needs only 1-D FFTs along the phase-encode axis -- half the
+        work of 2-D FFTs with the same result, since the readout FFT is unitary and
+        commutes with a mask constant along k_x. Otherwise the values are k-space in FFT
+        order. Norms, hence data terms, are those of the masked k-space.
         """
-        k = np.fft.ifftshift(np.asarray(y, dtype=np.complex64), axes=(1, 2)) * self._mask_u
+        k = np.fft.ifftshift(np.asarray(y, dtype=np.complex64), axes=(1, 2))
         if self._lines:
-            return sfft.ifft(k, axis=2, norm="ortho", workers=self.workers, overwrite_x=True)
-        return k
+            k = sfft.ifft(k, axis=2, norm="ortho", workers=self.workers, overwrite_x=True)
+        return np.take(k.reshape(-1), self._sampled)
 
     def internal_forward(self, frames: np.ndarray) -> np.ndarray:
-        """Masked transform of frame-major images (L, H, W) into the data domain."""
+        """Frame-major images (L, H, W) -> packed sampled values (see :meth:`internal_data`)."""
         if self._lines:
             k = sfft.fft(frames, axis=1, norm="ortho", workers=self.workers)
         else:
             k = self._fft(frames)
-        k *= self._mask_i
-        return k
+        return np.take(k.reshape(-1), self._sampled)
 
-    def internal_adjoint(self, k: np.ndarray, *, masked: bool = False) -> np.ndarray:
-        """Adjoint of :meth:`internal_forward`, complex64.
-
-        Applies the mask first unless ``masked=True`` promises that ``k`` is already zero
-        off the mask (then ``k`` may be overwritten).
-        """
-        if not masked:
-            k = k * self._mask_i
+    def internal_adjoint(self, packed: np.ndarray) -> np.ndarray:
+        """Adjoint of :meth:`internal_forward`: packed values -> (L, H, W) complex64 images."""
+        k = np.zeros(self.kspace_shape, dtype=np.complex64)
+        k.reshape(-1)[self._sampled] = packed
         if self._lines:
             return sfft.ifft(k, axis=1, norm="ortho", workers=self.workers, overwrite_x=True)
         return self._ifft(k)

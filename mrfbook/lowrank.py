@@ -212,16 +212,15 @@ def _single_threaded_blas():
 
 
 @njit(cache=True)
-def _extrapolate(x, x_prev, ax, ax_prev, y, beta, u, resid):  # pragma: no cover - compiled
-    for i in range(x.size):
-        u[i] = x[i] + beta * (x[i] - x_prev[i])
-        resid[i] = ax[i] + beta * (ax[i] - ax_prev[i]) - y[i]
+def _residual(ax, ax_prev, y, beta, out):  # pragma: no cover - compiled
+    for i in range(ax.size):
+        out[i] = ax[i] + beta * (ax[i] - ax_prev[i]) - y[i]
 
 
 @njit(cache=True)
-def _gradient_step(u, grad, mu):  # pragma: no cover - compiled
-    for i in range(u.size):
-        grad[i] = u[i] - mu * grad[i]
+def _gradient_step(x, x_prev, grad, beta, mu):  # pragma: no cover - compiled
+    for i in range(x.size):
+        grad[i] = x[i] + beta * (x[i] - x_prev[i]) - mu * grad[i]
 
 
 @njit(cache=True)
@@ -307,14 +306,13 @@ def proximal_gradient(kspace: np.ndarray, op: UndersampledFourier, prox: Prox, *
         if not np.isfinite(s) or s <= 0:
             raise ValueError(f"scale must be 'auto' or a positive finite number, got {scale!r}")
 
-    y = op.internal_data(kspace)  # masked data in the solver's domain (see UndersampledFourier)
+    y = op.internal_data(kspace)  # packed sampled data (see UndersampledFourier.internal_data)
     y *= np.float32(1.0 / s)
     shape = op.kspace_shape
     x = np.zeros(shape, dtype=np.complex64)
-    ax = np.zeros(shape, dtype=np.complex64)  # F_u x in the data domain
+    ax = np.zeros(y.shape, dtype=np.complex64)  # F_u x, packed
     x_prev, ax_prev = x, ax
-    u = np.empty(shape, dtype=np.complex64)
-    resid = np.empty(shape, dtype=np.complex64)
+    resid = np.empty(y.shape, dtype=np.complex64)
     norm_x = 0.0
     t_k = 1.0
     objective: list[float] = []
@@ -334,15 +332,15 @@ def proximal_gradient(kspace: np.ndarray, op: UndersampledFourier, prox: Prox, *
             t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t_k * t_k))
             beta = (t_k - 1.0) / t_next
             t_k = t_next
-        # u = x + beta (x - x_prev);  resid = (ax + beta (ax - ax_prev)) - y
-        _extrapolate(flat(x), flat(x_prev), flat(ax), flat(ax_prev), flat(y), np.float32(beta),
-                     flat(u), flat(resid))
-        grad = op.internal_adjoint(resid, masked=True)
-        _gradient_step(flat(u), flat(grad), np.float32(mu))  # grad <- u - mu * grad
-        x_new, reg, rank = prox(grad, mu * lam)
+        # data residual at the extrapolated point U = X + beta (X - X_prev), by linearity
+        _residual(ax, ax_prev, y, np.float32(beta), resid)
+        z = op.internal_adjoint(resid)
+        # z <- U - mu F_u^H (F_u U - Y), without storing U
+        _gradient_step(flat(x), flat(x_prev), flat(z), np.float32(beta), np.float32(mu))
+        x_new, reg, rank = prox(z, mu * lam)
         x_new = np.ascontiguousarray(x_new, dtype=np.complex64)
         ax_new = op.internal_forward(x_new)
-        data_term = 0.5 * _sq_dist(flat(ax_new), flat(y))
+        data_term = 0.5 * _sq_dist(ax_new, y)
         diff2, norm2 = _change(flat(x_new), flat(x))
         obj = data_term + lam * reg
         change = np.sqrt(diff2) / norm_x if norm_x > 0 else np.inf
