@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -75,25 +74,6 @@ def _check_output_file(path: Path, option: str, suffix: str) -> Path:
     if path.is_dir():
         raise InputError(f"{option}: {path} is a folder; give a file name ending in {suffix}")
     return path
-
-
-@contextmanager
-def _atomic_path(path: Path):
-    """Yield a temporary path beside ``path`` (same suffix); rename it to ``path`` on success."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.is_dir():
-            shutil.rmtree(tmp_path, ignore_errors=True)
-        elif tmp_path.exists():
-            tmp_path.unlink()
 
 
 def _positive(kind: type, name: str) -> Callable[[str], float | int]:

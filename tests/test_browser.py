@@ -30,7 +30,6 @@ import functools
 import http.server
 import os
 import re
-import shutil
 import threading
 import zlib
 from collections.abc import Iterator
