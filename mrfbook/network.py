@@ -34,6 +34,7 @@ __all__ = [
     "saved_model_size_bytes",
     "receptive_field",
     "layer_table",
+    "draw_architecture",
 ]
 
 
@@ -319,6 +320,84 @@ def receptive_field(config: NetworkConfig) -> list[dict[str, Any]]:
         add(f"block{b}_conv1", config.kernel_size, 1)
         add(f"block{b}_conv2", config.kernel_size, 1)
     return rows
+
+
+def draw_architecture(config: NetworkConfig, ax=None, *, title: str | None = None):
+    """Block diagram of the network (matplotlib boxes), left to right.
+
+    Every box names its layer and gives its output shape (time points x
+    channels); residual blocks are framed, with their shortcut drawn over the
+    two convolutions to the addition. Returns the matplotlib Axes.
+
+    Explained in chapter 6, book/06_network.md.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.0 + 2.1 * (config.n_blocks + 4), 4.2))
+    k = config.kernel_size
+    length, c0 = config.n_timepoints, config.stem_channels
+    colours = {"io": "#e8e8e8", "conv": "#9ecae1", "pool": "#fdd0a2", "short": "#c7e9c0", "dense": "#dadaeb"}
+
+    def box(x, y, w, h, text, kind):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
+                                    fc=colours[kind], ec="0.3", lw=1))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+    def arrow(x0, y0, x1, y1, **kw):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=9, color="0.25",
+                                     lw=1, shrinkA=0, shrinkB=0, **kw))
+
+    w, h, gap = 1.4, 0.55, 0.5
+    x = 0.0
+    box(x, 0, w, h, f"input\n{length} x 1", "io")
+    for _ in range(2):
+        arrow(x + w / 2, 0, x + w / 2 + gap, 0)
+        x += w + gap
+        box(x, 0, w, h + 0.15, f"Conv1D k={k}\n{c0} ch, ReLU\n{length} x {c0}", "conv")
+    src = (x + w / 2, 0.0)
+    right = x + w / 2
+    ch_in = c0
+    for b, ch in enumerate(block_channels(config), start=1):
+        length //= 2
+        left = right + gap
+        frame_w = w + 0.95
+        xb = left + 0.1 + w / 2
+        ax.add_patch(FancyBboxPatch((left, -1.75), frame_w, 3.35, boxstyle="round,pad=0.02,rounding_size=0.1",
+                                    fc="none", ec="0.5", ls="--", lw=1))
+        ax.text(left + frame_w / 2, 1.45, f"residual block {b}", ha="center", va="center", fontsize=8,
+                style="italic")
+        arrow(*src, xb - w / 2, 0.95)
+        box(xb, 0.95, w, 0.42, f"MaxPool /2\n{length} x {ch_in}", "pool")
+        box(xb, 0.25, w, 0.5, f"Conv1D k={k}, ReLU\n{length} x {ch}", "conv")
+        box(xb, -0.5, w, 0.5, f"Conv1D k={k}\n{length} x {ch}", "conv")
+        arrow(xb, 0.95 - 0.21, xb, 0.5)
+        arrow(xb, 0.0, xb, -0.25)
+        ax.text(xb, -1.2, "+", ha="center", va="center", fontsize=12,
+                bbox=dict(boxstyle="circle,pad=0.1", fc="white", ec="0.3"))
+        arrow(xb, -0.75, xb, -1.06)
+        ax.add_patch(FancyArrowPatch((xb + w / 2, 0.95), (xb + 0.17, -1.2), connectionstyle="arc3,rad=-0.5",
+                                     arrowstyle="-|>", mutation_scale=9, color="#31a354", lw=1.2))
+        short = "identity" if ch == ch_in else f"1x1 conv\n{ch_in}->{ch}"
+        ax.text(xb + w / 2 + 0.36, -0.25, short, ha="left", va="center", fontsize=6.5, color="#31a354")
+        ax.text(xb, -1.55, f"ReLU: {length} x {ch}", ha="center", va="center", fontsize=7)
+        src = (xb + w / 2 - 0.05, -1.55)
+        right = left + frame_w
+        ch_in = ch
+    x = right + gap + w / 2
+    arrow(*src, x - w / 2, 0)
+    box(x, 0, w, h, f"global avg pool\n{ch_in}", "pool")
+    arrow(x + w / 2, 0, x + w / 2 + gap, 0)
+    x += w + gap
+    box(x, 0, w, h, f"Dense\n{config.n_outputs} (T1, T2)", "dense")
+    ax.set_xlim(-w, x + w)
+    ax.set_ylim(-2.0, 1.8)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
 
 
 def layer_table(model: keras.Model) -> list[dict[str, Any]]:
