@@ -483,9 +483,9 @@ class TrainingResult:
             "saved": _now(),
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save as ``path`` (.keras) plus the sidecar ``<path stem>.json``; returns the model path."""
-        return save_trained_model(self.trained_model(), path)
+    def save(self, path: str | os.PathLike, *, sidecar: bool = True) -> Path:
+        """Save as ``path`` (.keras, metadata inside) plus the sidecar ``<path stem>.json``; returns the path."""
+        return save_trained_model(self.trained_model(), path, sidecar=sidecar)
 
 
 @dataclass
@@ -539,13 +539,14 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
     return p.with_suffix(".json")
 
 
-def save_trained_model(trained: TrainedModel, path: str | os.PathLike) -> Path:
+def save_trained_model(trained: TrainedModel, path: str | os.PathLike, *, sidecar: bool = True) -> Path:
     """Write ``path`` (must end in .keras) with its metadata, plus a readable JSON sidecar.
 
     The metadata (training sequence and its digest, label scaling, network and
     training configuration, provenance) is stored twice: inside the ``.keras``
     zip as ``mrfbook.json`` (so the file is self-contained and can be renamed
-    or moved alone) and as the sidecar ``<path stem>.json`` for people.
+    or moved alone) and, if ``sidecar``, as ``<path stem>.json`` for people (leave it out when
+    ``path`` is a temporary name that will be renamed).
 
     Explained in chapter 7, book/07_training.md.
     """
@@ -564,7 +565,8 @@ def save_trained_model(trained: TrainedModel, path: str | os.PathLike) -> Path:
     )
     with zipfile.ZipFile(p, "a") as zf:
         zf.writestr(EMBEDDED_METADATA, json.dumps(meta))
-    _atomic_write_json(sidecar_path(p), meta)
+    if sidecar:
+        _atomic_write_json(sidecar_path(p), meta)
     return p
 
 
@@ -666,7 +668,8 @@ def train(
     dictionary : mrfbook.dictionary.Dictionary
         Training set: atoms (K, L), t1_ms, t2_ms (K,) in ms, and its ``sequence``.
     config : TrainingConfig, optional
-        Default: the paper's recipe and network. ``config.network.n_timepoints`` must equal L.
+        Default: the paper's recipe and network (for the dictionary's L).
+        ``config.network.n_timepoints`` must equal L.
     checkpoint_dir : path, optional
         After every epoch the model with its optimizer state is saved to
         ``checkpoint.keras`` and the run state (epochs done, history, config,
@@ -688,7 +691,8 @@ def train(
 
     Explained in chapter 7, book/07_training.md.
     """
-    config = TrainingConfig() if config is None else config
+    if config is None:
+        config = TrainingConfig(network=paper_config(int(np.asarray(dictionary.atoms).shape[-1])))
     if not isinstance(config, TrainingConfig):
         raise ValueError(f"config must be a TrainingConfig, got {type(config).__name__}")
     x, y_ms = prepare_training_data(dictionary)

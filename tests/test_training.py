@@ -22,7 +22,9 @@ from mrfbook.training import (
     TrainedModel,
     TrainingConfig,
     load_trained_model,
+    evaluate_on_dictionary,
     prepare_training_data,
+    random_subset,
     read_log,
     sidecar_path,
     split_indices,
@@ -186,10 +188,32 @@ def test_save_load_roundtrip_and_sequence_check(short_run, small_dictionary, seq
     # the metadata travels inside the .keras file: the model still loads without its sidecar
     moved = path.rename(tmp_path / "moved.keras")
     assert load_trained_model(moved, expected_sequence=sequence).sequence_digest == sequence.digest
+    # sidecar=False writes the self-contained file only
+    lone = result.save(tmp_path / "lone.keras", sidecar=False)
+    assert not sidecar_path(lone).exists()
+    assert load_trained_model(lone, expected_sequence=sequence).label_scaling == result.label_scaling
     # a plain Keras file without metadata is refused (sequence and scaling unknown)
     result.model.save(tmp_path / "plain.keras")
     with pytest.raises(ValueError, match="no training metadata"):
         load_trained_model(tmp_path / "plain.keras")
+
+
+def test_random_subset_and_evaluation(short_run, small_dictionary):
+    sub = random_subset(small_dictionary, 300, seed=2)
+    assert sub.n_atoms == 300 and sub.sequence is small_dictionary.sequence
+    assert np.all(np.diff(sub.t1_ms * 1e4 + sub.t2_ms) > 0)  # sorted, distinct grid order kept
+    row = np.flatnonzero((small_dictionary.t1_ms == sub.t1_ms[7]) & (small_dictionary.t2_ms == sub.t2_ms[7]))
+    np.testing.assert_array_equal(small_dictionary.atoms[row[0]], sub.atoms[7])
+    with pytest.raises(ValueError, match="n_atoms"):
+        random_subset(small_dictionary, 0)
+    trained = short_run[0].trained_model()
+    m = evaluate_on_dictionary(trained, sub)
+    pred = trained.predict(sub.atoms)
+    assert m["n"] == 300
+    assert m["t1_rmse_ms"] == pytest.approx(np.sqrt(np.mean((pred[:, 0] - sub.t1_ms) ** 2)))
+    assert m["t2_mae_ms"] == pytest.approx(np.mean(np.abs(pred[:, 1] - sub.t2_ms)))
+    assert m["t2_max_abs_ms"] >= m["t2_rmse_ms"] >= m["t2_mae_ms"]
+    assert 0.9 < m["t1_r2"] <= 1
 
 
 # ----------------------------------------------------------------------------- resume
