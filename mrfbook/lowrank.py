@@ -150,6 +150,8 @@ def svt(frames: np.ndarray, threshold: float, *, method: str = "gram") -> tuple[
 
     Explained in chapter 5, book/05_undersampling.md.
     """
+    if method == "svd":  # the plain baseline: numpy's default BLAS/LAPACK threading
+        return _svt(frames, threshold, method)
     with _single_threaded_blas():
         return _svt(frames, threshold, method)
 
