@@ -15,7 +15,7 @@ Methods:
 * baseline -- :func:`mrfbook.matching.brute_force_match`: one float32 BLAS product
   (chunk of 1,024 signatures x all unit atoms) plus ``argmax`` per chunk, the strongest
   honest simple method;
-* ours -- :func:`mrfbook.matching.match_signatures` (SVD rank 16 by default, exact
+* ours -- :func:`mrfbook.matching.match_signatures` (default SVD rank, exact
   branch-and-bound + float64 re-scoring); a rank sweep on ``tissue``.
 
 Agreement is the fraction of signatures given the same atom as the exhaustive float64
@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
 import tracemalloc
 
@@ -103,6 +104,7 @@ def main() -> None:
                         "n_timepoints": dictionary.n_timepoints, "default_rank": DEFAULT_RANK,
                         "index_build_s": round(index_s, 3)}
     for name, x in data.items():
+        print(f"... {name}", file=sys.stderr, flush=True)
         n_signal = int(np.count_nonzero(np.abs(x).sum(axis=1)))
         exact = brute_force_match(x, dictionary, dtype=np.float64).index
         ours_res = match_signatures(x, dictionary)  # warm-up

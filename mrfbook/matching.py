@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: Default number of SVD components used by :func:`match_signatures`.
-DEFAULT_RANK = 16
+DEFAULT_RANK = 32
 #: Signatures whose L2 norm is <= ZERO_TOL x (largest norm in the call) carry no signal.
 ZERO_TOL = 1e-6
 #: Grid points per side of the coarse and fine groups of the search tree.
@@ -602,9 +602,14 @@ def brute_force_match(
         r = rows[start : start + chunk_size]
         xc = x[r]
         if np.iscomplexobj(xc):
-            s = np.abs(xc.real.astype(dtype) @ unit_t) ** 2 + np.abs(xc.imag.astype(dtype) @ unit_t) ** 2
+            s = xc.real.astype(dtype) @ unit_t
+            s_imag = xc.imag.astype(dtype) @ unit_t
+            np.multiply(s, s, out=s)
+            np.multiply(s_imag, s_imag, out=s_imag)
+            s += s_imag
         else:
-            s = np.abs(xc.astype(dtype) @ unit_t)
+            s = xc.astype(dtype) @ unit_t
+            np.abs(s, out=s)
         best[r] = np.argmax(s, axis=1)
     return _finish(x, dictionary, best, signal, norms, min_correlation)
 
