@@ -4,5 +4,4 @@ venv="${MRFBOOK_VENV:-$root/.venv}"
 export PATH="$venv/bin:$PATH"
 export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-export MPLBACKEND="${MPLBACKEND:-Agg}"
 export PYTHONHASHSEED=0

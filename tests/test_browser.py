@@ -26,6 +26,7 @@ site to prove that it does catch each kind of problem.
 from __future__ import annotations
 
 import base64
+import time
 import functools
 import http.server
 import os
@@ -184,7 +185,9 @@ def is_foreign_noise(message: str, origin: str) -> bool:
     * a missing ``/favicon.ico`` (the browser asks for it on its own);
     * a resource of ANOTHER host that failed to load (the test machine is offline; e.g. the
       require.js and widget-manager scripts MyST-NB links from CDNs for ipywidgets output);
-    * MathJax 2's font probe: a font at ``about:blank``, blocked by Chrome.
+    * MathJax 2's font probe: a font at ``about:blank``, blocked by Chrome;
+    * MathJax 2's look for its local TeX ``.otf`` fonts (``_static/fonts/HTML-CSS/TeX/otf/``):
+      the packaged MathJax ships only the STIX-Web web fonts, which it then uses.
 
     Everything else -- JavaScript errors (wherever thrown) and failed loads of our own
     files -- is kept.
@@ -198,6 +201,8 @@ def is_foreign_noise(message: str, origin: str) -> bool:
     match = _URL_AT_START.match(message)
     url = match.group(1) if match else ""
     if url.startswith(origin) and urlsplit(url).path == "/favicon.ico" and "Failed to load resource" in message:
+        return True
+    if url.startswith(origin) and "/_static/fonts/HTML-CSS/TeX/otf/" in urlsplit(url).path and "404" in message:
         return True
     if url.startswith(("http://", "https://")) and not url.startswith(origin + "/"):
         return "Failed to load resource" in message or "net::ERR_" in message
@@ -278,17 +283,23 @@ def _local_target(url: str, origin: str, root: Path) -> Path | None:
     return target
 
 
-def save_full_page_screenshot(driver, path: Path) -> Path:
-    """Capture the whole page (not just the window) through the DevTools protocol."""
-    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics.get("cssContentSize") or metrics["contentSize"]
-    width = max(1, int(size["width"]))
-    height = max(1, min(int(size["height"]), MAX_SCREENSHOT_HEIGHT))
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {"format": "png", "captureBeyondViewport": True,
-         "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}},
-    )
+def save_full_page_screenshot(driver, path: Path, width: int = 1280) -> Path:
+    """Capture the whole page at a fixed layout width through the DevTools protocol.
+
+    The viewport is resized to the page's full height (so the theme lays the page out exactly
+    as in a tall window, with no horizontal scroll), captured, and restored.
+    """
+    driver.execute_script("window.scrollTo(0, 0)")
+    height = int(driver.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"))
+    height = max(1, min(height, MAX_SCREENSHOT_HEIGHT))
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        time.sleep(0.3)  # let the layout and lazy images settle at the new size
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
     return path
@@ -440,6 +451,10 @@ def test_foreign_noise_filter_is_specific():
     assert is_foreign_noise(f"{origin}/book/a.html - Access to font at 'about:blank' from origin '{origin}' has "
                             "been blocked by CORS policy: Cross origin requests are only supported for ...", origin)
     assert is_foreign_noise("about:blank - Failed to load resource: net::ERR_FAILED", origin)
+    assert is_foreign_noise(f"{origin}/_static/fonts/HTML-CSS/TeX/otf/MathJax_AMS-Regular.otf - Failed to load "
+                            "resource: the server responded with a status of 404 (File not found)", origin)
+    assert not is_foreign_noise(f"{origin}/_static/images/logo.png - Failed to load "
+                                "resource: the server responded with a status of 404 (File not found)", origin)
     assert not is_foreign_noise(f"{origin}/book/a.html - Access to font at '{origin}/_static/f.woff' from origin "
                                 f"'{origin}' has been blocked by CORS policy", origin)
 
