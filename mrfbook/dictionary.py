@@ -404,6 +404,10 @@ class Dictionary:
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **arrays)
+            # mkstemp creates the file 0600; give it the permissions of an ordinary new file.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

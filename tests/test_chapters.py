@@ -82,3 +82,14 @@ def test_chapter_executed_from_current_source(chapter: str):
     assert cached is not None, f"{chapter}: the cached execution does not match the chapter's current source"
     seconds = cached.data.get("execution_seconds")
     print(f"{chapter}: executed in {seconds:.1f} s" if seconds is not None else f"{chapter}: executed")
+
+
+@pytest.mark.chapters
+@pytest.mark.parametrize("chapter", [c for c in CHAPTERS if "plt.show()" in (ROOT / f"{c}.md").read_text()])
+def test_chapter_figures_rendered(chapter: str):
+    """A chapter that draws figures shows them as images in its page (none lost to a backend)."""
+    _require_build()
+    text = (HTML / f"{chapter}.html").read_text(errors="replace")
+    n_shows = (ROOT / f"{chapter}.md").read_text().count("plt.show()")
+    n_images = text.count("<img")
+    assert n_images >= min(n_shows, 1) and n_images > 0, f"{chapter}: {n_shows} plt.show() calls but {n_images} images"
