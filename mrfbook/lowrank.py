@@ -57,6 +57,7 @@ from typing import Callable
 
 import numpy as np
 from numba import njit
+import scipy.linalg
 from scipy.linalg.blas import cherk
 
 try:  # a dependency of scikit-learn, which nilearn requires
@@ -163,9 +164,11 @@ def _svt(frames: np.ndarray, threshold: float, method: str) -> tuple[np.ndarray,
         # cherk on the Fortran view z.T (N x L) with trans=2 gives conj(z z^H) in its upper
         # triangle; eigenvectors of conj(G) are the conjugates of those of G.
         gram_c = cherk(1.0, z.T, trans=2, lower=0)
-        gram = np.triu(gram_c).astype(np.complex128)
-        gram = gram + np.triu(gram, 1).conj().T
-        w, v = np.linalg.eigh(gram.conj())
+        # upper triangle of G = z z^H in float64; only eigenpairs with sigma > threshold are
+        # computed (LAPACK *heevr on (threshold^2, inf]), cheaper than a full eigh at low rank
+        gram = np.conj(gram_c, dtype=np.complex128)
+        w, v = scipy.linalg.eigh(gram, lower=False, subset_by_value=(threshold**2, np.inf),
+                                 driver="evr", overwrite_a=True, check_finite=False)
         sigma = np.sqrt(np.clip(w, 0.0, None))
         keep = sigma > threshold
         if not keep.any():
