@@ -503,7 +503,7 @@ def zero_filled(y: np.ndarray, op: UndersampledFourier) -> np.ndarray:
     return op.adjoint(y)
 
 
-def add_noise(data: np.ndarray, snr_db: float, *, seed: int | None = 0,
+def add_noise(data: np.ndarray, snr_db: float, seed: int | None = 0, *,
               mask: np.ndarray | None = None) -> np.ndarray:
     """Add circular complex white Gaussian noise at a stated SNR.
 
