@@ -33,9 +33,8 @@ faster:
 4. those few candidates are re-scored exactly (float64, full length L) and the
    best one wins (ties: the lower atom index, as ``argmax`` does).
 
-The rank therefore trades speed only, never the answer; in the pathological case
-of more than 256 overlapping candidates for one signature the highest 256 are kept.
-``rank=None`` searches the uncompressed signatures the same way.
+The rank therefore trades speed only, never the answer. ``rank=None`` searches
+the uncompressed signatures the same way.
 
 Explained in chapter 4, book/04_matching.md.
 """
@@ -60,7 +59,7 @@ __all__ = [
 ]
 
 #: Default number of SVD components used by :func:`match_signatures`.
-DEFAULT_RANK = 32
+DEFAULT_RANK = 24
 #: Signatures whose L2 norm is <= ZERO_TOL x (largest norm in the call) carry no signal.
 ZERO_TOL = 1e-6
 #: Grid points per side of the coarse and fine groups of the search tree.
@@ -93,6 +92,9 @@ class MatchResult:
         matched at least that well.
     b1_scale : numpy.ndarray or None
         (N,) float64 matched flip-angle scale for a 3-parameter dictionary, else None.
+    n_scored : numpy.ndarray or None
+        (N,) int64 number of atoms whose score the search computed for each signature
+        (the work it did; K for an exhaustive search); None from :func:`brute_force_match`.
 
     Explained in chapter 4, book/04_matching.md.
     """
@@ -104,6 +106,7 @@ class MatchResult:
     correlation: np.ndarray
     valid: np.ndarray
     b1_scale: np.ndarray | None = None
+    n_scored: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.index.size)
@@ -146,6 +149,8 @@ class SearchIndex:
     residual : numpy.ndarray
         (K,) float32 norm of the part of each unit atom outside the basis' span, tree
         order (0 if uncompressed); bounds the error of a compressed score.
+    inv_norm : numpy.ndarray
+        (K,) float64 ``1 / ||atom||`` of the raw atoms in dictionary order (0 for a zero atom).
 
     Explained in chapter 4, book/04_matching.md.
     """
@@ -162,6 +167,7 @@ class SearchIndex:
     coarse_radii: np.ndarray
     coarse_residual: np.ndarray
     residual: np.ndarray
+    inv_norm: np.ndarray
 
     @property
     def rank(self) -> int | None:
@@ -180,7 +186,8 @@ _INDEX_CACHE: "weakref.WeakKeyDictionary[Any, dict[int | None, SearchIndex]]" = 
 
 def _check_dictionary(dictionary) -> None:
     for attr in ("atoms", "t1_ms", "t2_ms", "normalised", "norms"):
-        if not hasattr(dictionary, attr):
+        # look on the class first: hasattr on an instance would evaluate the ``norms`` property
+        if not (hasattr(type(dictionary), attr) or attr in getattr(dictionary, "__dict__", {})):
             raise ValueError(
                 f"dictionary must be an mrfbook.dictionary.Dictionary (missing {attr!r}), "
                 f"got {type(dictionary).__name__}"
@@ -272,6 +279,7 @@ def search_index(dictionary, rank: int | None = DEFAULT_RANK) -> SearchIndex:
         return per_dict[rank]
 
     unit = np.asarray(dictionary.normalised(), dtype=np.float32)
+    norms = np.asarray(dictionary.norms, dtype=np.float64)
     if rank is None:
         basis = None
         coords = np.array(unit, dtype=np.float32)
@@ -308,6 +316,7 @@ def search_index(dictionary, rank: int | None = DEFAULT_RANK) -> SearchIndex:
         coarse_radii=coarse_r,
         coarse_residual=coarse_res,
         residual=residual.astype(np.float32),
+        inv_norm=np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0),
     )
     per_dict[rank] = index
     return index
@@ -328,14 +337,35 @@ def _score(xr, xi, i, vecs, row, cplx):  # pragma: no cover - compiled
     return abs(sr)
 
 
+@nb.njit(fastmath=False, cache=True, nogil=True)
+def _rescore(full_r, full_i, i, cplx, raw_atoms, inv_norm, order, cand, n_cand, best_atom, best_v):  # pragma: no cover
+    """Exact float64 scores of buffered candidates; returns the updated (best atom, best score).
+
+    Ties go to the lower atom index, as ``argmax`` over the dictionary would.
+    """
+    for c in range(n_cand):
+        atom = order[cand[c]]
+        sr = 0.0
+        si = 0.0
+        for j in range(raw_atoms.shape[1]):
+            sr += full_r[i, j] * raw_atoms[atom, j]
+            if cplx:
+                si += full_i[i, j] * raw_atoms[atom, j]
+        v = np.sqrt(sr * sr + si * si) * inv_norm[atom]
+        if v > best_v or (v == best_v and atom < best_atom):
+            best_v = v
+            best_atom = atom
+    return best_atom, best_v
+
+
 @nb.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def _search(
     xr, xi, cplx, ex, bound,
     atoms, atom_res, fine_start, fine_c, fine_r, fine_res, coarse_start,
     full_r, full_i, raw_atoms, inv_norm, order,
-    out_atom,
+    out_atom, out_scored,
 ):  # pragma: no cover - compiled
-    """Branch and bound in the compressed space, then exact float64 re-scoring.
+    """Branch and bound in the compressed space with exact float64 re-scoring.
 
     xr, xi: (n, k) float32 compressed unit signatures; ex: (n,) float32 norm of each
     signature outside the basis' span; bound: (n, G) float32 upper bounds of the coarse
@@ -343,18 +373,23 @@ def _search(
     full_r, full_i: (n, L) float64 unit signatures; raw_atoms (K, L) float32 with
     inv_norm (K,) float64 in dictionary order; order maps tree position -> atom.
 
-    The exact score of atom a lies in [s_a - ex * res_a, s_a + ex * res_a] (plus rounding
-    eps). ``low`` is the best lower end so far; atoms (and groups) whose upper end is below
-    it cannot win. Survivors are re-scored exactly in the full space.
+    The exact score of atom a lies in [s_a - ex * res_a, s_a + ex * res_a] (plus a float32
+    rounding allowance). ``low`` is a proven lower bound of the best exact score: the best
+    lower end so far, raised to the exact score of the best re-scored atom. Groups and
+    atoms whose upper end is below ``low`` cannot win; the others are buffered and
+    re-scored exactly whenever the buffer fills, and at the end.
     """
     n = xr.shape[0]
     n_coarse = bound.shape[1]
-    cap = 256
+    cap = 64
     eps = np.float32(_SCORE_EPS)
     for i in nb.prange(n):
         cand = np.empty(cap, dtype=np.int64)
         cand_hi = np.empty(cap, dtype=np.float32)
         n_cand = 0
+        scored = 0
+        best_atom = -1
+        best_v = -1.0
         e = ex[i]
         g0 = 0
         for g in range(1, n_coarse):
@@ -368,6 +403,7 @@ def _search(
             for f in range(coarse_start[g], coarse_start[g + 1]):
                 if _score(xr, xi, i, fine_c, f, cplx) + fine_r[f] + e * fine_res[f] < low:
                     continue
+                scored += fine_start[f + 1] - fine_start[f]
                 for a in range(fine_start[f], fine_start[f + 1]):
                     s = _score(xr, xi, i, atoms, a, cplx)
                     half = e * atom_res[a] + eps
@@ -376,7 +412,7 @@ def _search(
                         continue
                     if s - half > low:
                         low = s - half
-                    if n_cand == cap:  # drop candidates that can no longer win
+                    if n_cand == cap:  # drop buffered atoms that can no longer win
                         m = 0
                         for c in range(n_cand):
                             if cand_hi[c] >= low:
@@ -384,35 +420,26 @@ def _search(
                                 cand_hi[m] = cand_hi[c]
                                 m += 1
                         n_cand = m
-                    if n_cand == cap:  # still full (very flat scores): keep the highest
-                        worst = 0
-                        for c in range(1, cap):
-                            if cand_hi[c] < cand_hi[worst]:
-                                worst = c
-                        if hi > cand_hi[worst]:
-                            cand[worst] = a
-                            cand_hi[worst] = hi
-                        continue
+                    if n_cand == cap:  # still full: settle them exactly, raising ``low``
+                        best_atom, best_v = _rescore(full_r, full_i, i, cplx, raw_atoms, inv_norm,
+                                                     order, cand, n_cand, best_atom, best_v)
+                        n_cand = 0
+                        if best_v > low:
+                            low = np.float32(best_v) - eps
+                        if hi < low:
+                            continue
                     cand[n_cand] = a
                     cand_hi[n_cand] = hi
                     n_cand += 1
-        chosen = -1
-        top = -1.0
+        m = 0
         for c in range(n_cand):
-            if cand_hi[c] < low:
-                continue
-            atom = order[cand[c]]
-            sr = 0.0
-            si = 0.0
-            for j in range(raw_atoms.shape[1]):
-                sr += full_r[i, j] * raw_atoms[atom, j]
-                if cplx:
-                    si += full_i[i, j] * raw_atoms[atom, j]
-            v = np.sqrt(sr * sr + si * si) * inv_norm[atom]
-            if v > top or (v == top and atom < chosen):
-                top = v
-                chosen = atom
-        out_atom[i] = chosen
+            if cand_hi[c] >= low:
+                cand[m] = cand[c]
+                m += 1
+        best_atom, best_v = _rescore(full_r, full_i, i, cplx, raw_atoms, inv_norm,
+                                     order, cand, m, best_atom, best_v)
+        out_atom[i] = best_atom
+        out_scored[i] = scored
 
 
 def _check_signatures(signatures, n_timepoints: int) -> np.ndarray:
@@ -535,11 +562,11 @@ def match_signatures(
     idx = search_index(dictionary, rank)
     norms, signal = _signal_mask(x)
     best = np.full(x.shape[0], -1, dtype=np.int64)
+    scored = np.zeros(x.shape[0], dtype=np.int64)
     rows = np.flatnonzero(signal)
     cplx = bool(np.iscomplexobj(x))
     raw = np.ascontiguousarray(np.asarray(dictionary.atoms), dtype=np.float32)
-    atom_norms = np.asarray(dictionary.norms, dtype=np.float64)
-    inv_norm = np.divide(1.0, atom_norms, out=np.zeros_like(atom_norms), where=atom_norms > 0)
+    inv_norm = idx.inv_norm
     dummy32, dummy64 = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float64)
     n_chunks = -(-rows.size // chunk_size)
     for c in _progress(range(n_chunks), n_chunks, progress, "matching"):
@@ -559,15 +586,19 @@ def match_signatures(
         bound = np.abs(proj[0]) if not cplx else np.sqrt(proj[0] ** 2 + proj[1] ** 2)
         bound += idx.coarse_radii[None, :] + outside[:, None] * idx.coarse_residual[None, :]
         out = np.empty(r.size, dtype=np.int64)
+        out_scored = np.empty(r.size, dtype=np.int64)
         _search(
             parts[0], parts[1] if cplx else dummy32, cplx, outside, bound,
             idx.atoms, idx.residual, idx.fine_start, idx.fine_centroids, idx.fine_radii,
             idx.fine_residual, idx.coarse_start,
             full[0], full[1] if cplx else dummy64, raw, inv_norm, idx.order,
-            out,
+            out, out_scored,
         )
+        scored[r] = out_scored
         best[r] = out
-    return _finish(x, dictionary, best, signal, norms, min_correlation)
+    result = _finish(x, dictionary, best, signal, norms, min_correlation)
+    result.n_scored = scored
+    return result
 
 
 def brute_force_match(

@@ -81,6 +81,17 @@ def test_noisy_complex_same_as_exhaustive(small_dict):
     assert np.all(res.correlation < 1.0) and np.all(res.correlation > 0.5)
 
 
+@pytest.mark.parametrize("rank", [2, DEFAULT_RANK])
+def test_pure_noise_still_exact(small_dict, rank):
+    """Flat, low correlations with wide compression intervals: many candidates, still exact."""
+    rng = np.random.default_rng(5)
+    noise = rng.standard_normal((300, small_dict.n_timepoints)) + 1j * rng.standard_normal((300, small_dict.n_timepoints))
+    ref = brute_force_match(noise, small_dict, dtype=np.float64)
+    res = match_signatures(noise, small_dict, rank=rank)
+    np.testing.assert_array_equal(res.index, ref.index)
+    np.testing.assert_allclose(res.correlation, ref.correlation)
+
+
 def test_quantisation_error_within_grid_neighbourhood(small_dict):
     ph, sig = phantom_signatures(small_dict, 32)
     res = match_signatures(sig, small_dict)
@@ -179,3 +190,5 @@ def test_paper_dictionary_agrees_with_exhaustive_search():
     assert np.mean(res.index == ref.index) >= 0.999
     # quantisation: the grid step is 10 ms
     assert np.median(np.abs(res.t2_ms - ph.t2_ms.ravel()[m])) <= 10
+    # the search scores a small part of the dictionary
+    assert res.n_scored.mean() < d.n_atoms / 10
