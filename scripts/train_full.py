@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("models/paper_resnet"), help="output folder")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--learning-rate", type=float, default=1e-2)
+    ap.add_argument("--learning-rate", type=float, default=None,
+                    help="initial Adam learning rate (default: TrainingConfig's, 1e-3; 1e-2 with --paper-exact)")
+    ap.add_argument("--paper-exact", action="store_true",
+                    help="the paper's published setting: Adam 1e-2 on labels in ms (TrainingConfig.paper_exact())")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compact", action="store_true", help="the compact network instead of the paper's")
     ap.add_argument("--mixed-precision", action="store_true")
@@ -86,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
           f"test {test.n_atoms:,} atoms, L = {dictionary.n_timepoints}", flush=True)
 
     network = compact_config(dictionary.n_timepoints) if args.compact else paper_config(dictionary.n_timepoints)
-    config = TrainingConfig(network=network, epochs=args.epochs, batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, seed=args.seed,
-                            mixed_precision=args.mixed_precision)
+    changes = dict(network=network, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                   mixed_precision=args.mixed_precision)
+    if args.learning_rate is not None:
+        changes["learning_rate"] = args.learning_rate
+    config = TrainingConfig.paper_exact(**changes) if args.paper_exact else TrainingConfig(**changes)
     t_train = time.perf_counter()
     result = train(dictionary, config, checkpoint_dir=out / "checkpoints",
                    log_path=out / "training_log.jsonl", progress=progress)

@@ -23,6 +23,7 @@ from mrfbook.training import (
     TrainedModel,
     TrainingConfig,
     load_trained_model,
+    make_label_scaling,
     evaluate_on_dictionary,
     prepare_training_data,
     random_subset,
@@ -77,13 +78,19 @@ def short_run(small_dictionary, tmp_path_factory):
 def test_default_config_is_the_paper_recipe():
     c = TrainingConfig()
     assert c.network == paper_config()
-    assert (c.epochs, c.batch_size, c.validation_fraction) == (50, 256, 0.2)
+    assert (c.epochs, c.batch_size, c.validation_fraction, c.label_scaling) == (50, 256, 0.2, "fixed")
+    assert c.learning_rate == pytest.approx(1e-3)  # the one documented change (scaled labels)
     lrs = [c.learning_rate_at(e) for e in range(50)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[10] == pytest.approx(1e-4) and lrs[20] == pytest.approx(1e-5)
+    assert lrs[30] == pytest.approx(1e-6) and lrs[49] == pytest.approx(1e-6)  # floor
+    p = TrainingConfig.paper_exact()
+    assert (p.learning_rate, p.label_scaling) == (1e-2, "none")
+    lrs = [p.learning_rate_at(e) for e in range(50)]
     assert lrs[0] == pytest.approx(1e-2) and lrs[9] == pytest.approx(1e-2)
     assert lrs[10] == pytest.approx(1e-3) and lrs[20] == pytest.approx(1e-4)
     assert lrs[30] == pytest.approx(1e-5) and lrs[49] == pytest.approx(1e-6)
     assert len(set(np.round(np.log10(lrs)).astype(int))) == 5
-    assert TrainingConfig(epochs=80).learning_rate_at(79) == pytest.approx(1e-6)  # floor
 
 
 @pytest.mark.parametrize(
@@ -114,6 +121,8 @@ def test_label_scaling_roundtrip():
     s = fixed.transform(y)
     assert s.dtype == np.float32 and s.min() >= 0 and s.max() <= 1
     np.testing.assert_allclose(fixed.inverse(s), y, rtol=1e-6)
+    none = make_label_scaling("none", y)
+    np.testing.assert_allclose(none.inverse(none.transform(y)), y, rtol=1e-6)
     std = LabelScaling.standardised(y)
     z = std.transform(y)
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-5)
