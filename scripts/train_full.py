@@ -58,6 +58,7 @@ def _git_commit() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    commit_at_start = _git_commit()  # the code that trains is the code checked out now, not at the end
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("models/paper_resnet"), help="output folder")
     ap.add_argument("--epochs", type=int, default=50)
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     provenance = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join([sys.executable, *sys.argv]),
-        "git_commit": _git_commit(),
+        "git_commit": commit_at_start,
         **info,
         "model_file": str(model_path),
         "parameters": parameter_count(result.model),
