@@ -39,27 +39,16 @@ from mrfbook.bloch import simulate_fisp_isochromats
 from mrfbook.epg import simulate_fisp, simulate_fisp_numpy
 from mrfbook.sequence import paper_sequence
 
-try:  # the dictionary helper's grid, if present
-    from mrfbook.dictionary import paper_grid
-except ImportError:  # pragma: no cover - fallback with the same definition
-    paper_grid = None
+from mrfbook.dictionary import paper_grid
+
+from benchutil import timed
 
 
 def grid() -> tuple[np.ndarray, np.ndarray]:
-    if paper_grid is not None:
-        return paper_grid()
-    t1, t2 = np.meshgrid(np.arange(1.0, 5000.0, 10.0), np.arange(1.0, 2000.0, 10.0), indexing="ij")
-    keep = t1 >= t2
-    return t1[keep], t2[keep]
+    """The paper's 80,100 (T1, T2) pairs in ms."""
+    return paper_grid()
 
 
-def timed(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 _FIRST_CALL = (

@@ -43,15 +43,9 @@ from mrfbook.dictionary import cached_dictionary, shifted_test_grid
 from mrfbook.epg import simulate_fisp
 from mrfbook.matching import DEFAULT_RANK, _INDEX_CACHE, brute_force_match, match_signatures
 from mrfbook.phantom import brain_phantom
+from benchutil import timed
 
 
-def timed(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def peak_mib(fn) -> float:
