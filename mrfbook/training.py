@@ -360,10 +360,10 @@ def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 409
     for j, (name, ref) in enumerate((("t1", dictionary.t1_ms), ("t2", dictionary.t2_ms))):
         ref = np.asarray(ref, dtype=np.float64)
         err = pred[:, j] - ref
-        out[f"{name}_rmse_ms"] = rmse(pred[:, j], ref)
+        out[f"{name}_rmse_ms"] = float(rmse(pred[:, j], ref))
         out[f"{name}_mae_ms"] = float(np.mean(np.abs(err)))
         out[f"{name}_max_abs_ms"] = float(np.max(np.abs(err)))
-        out[f"{name}_r2"] = r2(pred[:, j], ref)
+        out[f"{name}_r2"] = float(r2(pred[:, j], ref))
     return out
 
 
