@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import scipy.fft as sfft
 
+from mrfbook.validation import check_int, check_nonnegative
+
 __all__ = [
     "image_stack",
     "variable_density_masks",
@@ -185,7 +187,7 @@ def density_pdf(shape: tuple[int, int], sampling_ratio: float = 0.15, *, power: 
     """
     height, width = _check_shape(shape)
     ratio = _check_ratio(sampling_ratio)
-    power = _check_power(power)
+    power = check_nonnegative("power", power)
     r = _radius((height, width), pattern)
     return _fit_pdf(r, ratio * r.size, power)
 
@@ -283,8 +285,8 @@ def variable_density_masks(shape: tuple[int, int], n_frames: int, sampling_ratio
     """
     height, width = _check_shape(shape)
     ratio = _check_ratio(sampling_ratio)
-    power = _check_power(power)
-    n_frames = _check_positive_int("n_frames", n_frames)
+    power = check_nonnegative("power", power)
+    n_frames = check_int("n_frames", n_frames, 1)
     r = _radius((height, width), pattern).reshape(-1)
     n_cand = r.size
     rng = np.random.default_rng(seed)
@@ -360,7 +362,7 @@ class UndersampledFourier:
             raise ValueError(f"masks must be non-empty, got shape {masks.shape}")
         self.masks = masks.copy()
         self.masks.setflags(write=False)
-        self.workers = fft_workers() if workers is None else _check_positive_int("workers", workers)
+        self.workers = fft_workers() if workers is None else check_int("workers", workers, 1)
         # Unshifted (FFT-native) masks as float32 multipliers for the inner loops.
         self._mask_u = np.fft.ifftshift(masks, axes=(1, 2)).astype(np.float32)
         self._lines = bool(np.all(masks == masks[:, :, :1]))
@@ -575,16 +577,6 @@ def _check_ratio(sampling_ratio: float) -> float:
     return ratio
 
 
-def _check_power(power: float) -> float:
-    try:
-        power = float(power)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"power must be a finite number >= 0, got {power!r}") from exc
-    if not np.isfinite(power) or power < 0:
-        raise ValueError(f"power must be a finite number >= 0, got {power!r}")
-    return power
-
-
 def _check_shape(shape: tuple[int, int]) -> tuple[int, int]:
     try:
         height, width = (int(s) for s in shape)
@@ -594,9 +586,3 @@ def _check_shape(shape: tuple[int, int]) -> tuple[int, int]:
     if not ok or height < 2 or width < 2:
         raise ValueError(f"shape must be two integers (H, W) >= 2, got {shape!r}")
     return height, width
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)

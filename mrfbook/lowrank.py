@@ -66,6 +66,7 @@ except ImportError:  # pragma: no cover - the loop then runs with the default BL
     ThreadpoolController = None
 
 from mrfbook.acquisition import UndersampledFourier
+from mrfbook.validation import check_int, check_nonnegative
 
 __all__ = [
     "REFERENCE_SCALE",
@@ -298,11 +299,11 @@ def proximal_gradient(kspace: np.ndarray, op: UndersampledFourier, prox: Prox, *
                          f"got {kspace.shape}")
     if not np.all(np.isfinite(kspace)):
         raise ValueError("kspace must be finite (found NaN or inf)")
-    lam = _check_nonneg("lam", lam)
+    lam = check_nonnegative("lam", lam)
     mu = _check_mu(mu)
-    max_iter = _check_int("max_iter", max_iter, 1)
+    max_iter = check_int("max_iter", max_iter, 1)
     if tol is not None:
-        tol = _check_nonneg("tol", tol)
+        tol = check_nonnegative("tol", tol)
     if isinstance(scale, str):
         if scale != "auto":
             raise ValueError(f"scale must be 'auto' or a positive number, got {scale!r}")
@@ -456,16 +457,6 @@ def lowrank_restore(kspace: np.ndarray, op: UndersampledFourier, *, lam: float =
 # ---------------------------------------------------------------------------
 
 
-def _check_nonneg(name: str, value: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from exc
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
 def _check_mu(value: float) -> float:
     try:
         v = float(value)
@@ -474,9 +465,3 @@ def _check_mu(value: float) -> float:
     if not (0.0 < v < 2.0):
         raise ValueError(f"mu must be a step size in (0, 2), got {value!r}")
     return v
-
-
-def _check_int(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
