@@ -54,6 +54,8 @@ __all__ = [
     "prepare_training_data",
     "split_indices",
     "random_subset",
+    "add_signature_noise",
+    "noisy_training_inputs",
     "evaluate_on_dictionary",
     "train",
     "save_trained_model",
@@ -182,8 +184,26 @@ class TrainingConfig:
         Compute in bfloat16 (CPU) / float16 with loss scaling (GPU); weights stay float32.
     jit_compile : bool or "auto"
         Passed to ``model.compile`` (XLA for TF/JAX; "auto" lets Keras decide).
+    noise_snr_db : (float, float) or None
+        Training-time noise augmentation (not in the paper; default None = clean
+        atoms, the paper's recipe). With ``(lo, hi)``, every epoch each training
+        signature gets fresh noise at its own SNR drawn uniformly in ``[lo, hi]``
+        dB, exactly as a noisy image-stack signature reaches the network: the
+        clean real signature ``s`` (L,) receives circular complex white Gaussian
+        noise of variance ``sigma**2`` per time point (real and imaginary parts
+        each ``sigma**2 / 2``) with ``SNR_dB = 10 log10(mean_t |s_t|**2 / sigma**2)``
+        (the definition of :func:`mrfbook.acquisition.add_noise`, applied per
+        signature), then goes through :func:`mrfbook.inference.normalise_signatures`
+        with ``complex_mode="dephase"`` (real part after removing the constant
+        phase, unit L2 norm) like every signature at inference. See
+        :func:`noisy_training_inputs`. The noise and the SNRs are seeded from
+        ``(seed, epoch)``, so a resumed run sees the same noise as an
+        uninterrupted one. Validation data stay clean. Left out of
+        :meth:`to_dict` when None, so configurations and checkpoints written
+        before this field existed still match.
 
-    Explained in chapter 7, book/07_training.md.
+    Explained in chapter 7, book/07_training.md; noise augmentation in chapter 10,
+    book/10_beyond.md.
     """
 
     network: NetworkConfig = field(default_factory=paper_config)
@@ -198,6 +218,7 @@ class TrainingConfig:
     seed: int = 0
     mixed_precision: bool = False
     jit_compile: bool | str = "auto"
+    noise_snr_db: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, NetworkConfig):
@@ -218,6 +239,8 @@ class TrainingConfig:
             raise ValueError(f"label_scaling must be one of {LABEL_SCALINGS}, got {self.label_scaling!r}")
         if self.jit_compile not in (True, False, "auto"):
             raise ValueError(f"jit_compile must be True, False or 'auto', got {self.jit_compile!r}")
+        if self.noise_snr_db is not None:
+            object.__setattr__(self, "noise_snr_db", _check_snr_range(self.noise_snr_db))
 
     @classmethod
     def paper_exact(cls, **changes: Any) -> "TrainingConfig":
@@ -230,15 +253,40 @@ class TrainingConfig:
         return float(max(lr, self.min_learning_rate))
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict; ``noise_snr_db`` appears only when set (see the class docstring)."""
         d = dataclasses.asdict(self)
         d["network"] = self.network.to_dict()
+        if self.noise_snr_db is None:
+            del d["noise_snr_db"]
+        else:
+            d["noise_snr_db"] = list(self.noise_snr_db)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainingConfig":
+        """Inverse of :meth:`to_dict`; dicts written before ``noise_snr_db`` existed load as clean training."""
         d = dict(d)
         d["network"] = NetworkConfig.from_dict(d["network"])
+        if d.get("noise_snr_db") is not None:
+            d["noise_snr_db"] = tuple(d["noise_snr_db"])
         return cls(**d)
+
+
+def _check_snr_range(value: Any) -> tuple[float, float]:
+    """``(lo, hi)`` in dB, finite, lo <= hi, else ValueError naming ``noise_snr_db``."""
+    msg = f"noise_snr_db must be None or a pair (lo, hi) of finite SNRs in dB with lo <= hi, got {value!r}"
+    if isinstance(value, (str, bytes)):
+        raise ValueError(msg)
+    try:
+        pair = tuple(value)
+    except TypeError as exc:
+        raise ValueError(msg) from exc
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in pair):
+        raise ValueError(msg)
+    lo, hi = float(pair[0]), float(pair[1])
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise ValueError(msg)
+    return lo, hi
 
 
 # --------------------------------------------------------------------------- loss / metrics
@@ -369,6 +417,83 @@ def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 409
 
 def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, 1, epoch]).permutation(n)
+
+
+def add_signature_noise(
+    signatures: np.ndarray, snr_db: float | np.ndarray, rng: np.random.Generator | int | None = 0
+) -> np.ndarray:
+    """Circular complex white Gaussian noise at a stated SNR for every signature.
+
+    Definition (that of :func:`mrfbook.acquisition.add_noise`, applied to each row
+    on its own): ``SNR_dB = 10 log10(mean_t |s_t|**2 / sigma**2)``, ``sigma**2`` the
+    noise variance per complex time point, real and imaginary parts independent
+    with variance ``sigma**2 / 2`` each. All-zero rows stay zero.
+
+    Parameters
+    ----------
+    signatures : ndarray, (N, L), real or complex
+        Clean signatures, any units.
+    snr_db : float or ndarray (N,)
+        SNR in dB, one for all rows or one per row; finite.
+    rng : numpy.random.Generator, int or None
+        Generator, or a seed for ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    ndarray, (N, L), complex64
+        Noisy signatures.
+
+    Explained in chapter 10, book/10_beyond.md.
+    """
+    s = np.asarray(signatures)
+    if s.ndim != 2:
+        raise ValueError(f"signatures must be a 2-D array (N, L), got shape {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("signatures must be finite (found NaN or inf)")
+    snr = np.asarray(snr_db, dtype=np.float64)
+    if snr.ndim > 1 or (snr.ndim == 1 and snr.shape != (s.shape[0],)) or not np.all(np.isfinite(snr)):
+        raise ValueError(f"snr_db must be a finite number of dB or an array of shape ({s.shape[0]},), got {snr_db!r}")
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    power = np.mean(np.abs(s.astype(np.complex128)) ** 2, axis=1)
+    sigma = np.sqrt(power / 10.0 ** (snr / 10.0)).astype(np.float32)
+    scale = (sigma / np.float32(np.sqrt(2.0)))[:, None]
+    noise_re = gen.standard_normal(s.shape, dtype=np.float32)
+    noise_im = gen.standard_normal(s.shape, dtype=np.float32)
+    out = s.astype(np.complex64, copy=True)
+    out.real += noise_re * scale
+    out.imag += noise_im * scale
+    return out
+
+
+def noisy_training_inputs(x: np.ndarray, snr_range_db: tuple[float, float], seed: int, epoch: int) -> np.ndarray:
+    """Network inputs of one epoch of noise-augmented training (``TrainingConfig.noise_snr_db``).
+
+    Every row gets an SNR drawn uniformly in ``snr_range_db`` and noise from
+    :func:`add_signature_noise`, then :func:`mrfbook.inference.normalise_signatures`
+    (``complex_mode="dephase"``, as at inference). The generator is seeded from
+    ``(seed, epoch)``: the same call gives the same array.
+
+    Parameters
+    ----------
+    x : ndarray, (N, L), real
+        Clean inputs (e.g. from :func:`prepare_training_data`).
+    snr_range_db : (float, float)
+        ``(lo, hi)`` in dB, lo <= hi.
+    seed, epoch : int
+        Run seed and 0-based epoch.
+
+    Returns
+    -------
+    ndarray, (N, L), float32
+        Unit-norm noisy inputs.
+
+    Explained in chapter 10, book/10_beyond.md.
+    """
+    lo, hi = _check_snr_range(snr_range_db)
+    rng = np.random.default_rng([int(seed), 2, int(epoch)])
+    snr = rng.uniform(lo, hi, size=np.asarray(x).shape[0]) if hi > lo else np.full(np.asarray(x).shape[0], lo)
+    noisy, _ = normalise_signatures(add_signature_noise(x, snr, rng), complex_mode="dephase")
+    return noisy
 
 
 # --------------------------------------------------------------------------- provenance
@@ -782,8 +907,11 @@ def train(
             _set_lr(model, lr)
             order = _epoch_order(len(train_idx), config.seed, epoch)
             t0 = time.perf_counter()
+            x_epoch = x_train[order]
+            if config.noise_snr_db is not None:
+                x_epoch = noisy_training_inputs(x_epoch, config.noise_snr_db, config.seed, epoch)
             h = model.fit(
-                x_train[order], y_train[order],
+                x_epoch, y_train[order],
                 batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
                 validation_data=(x_val, y_val), validation_batch_size=max(config.batch_size, 1024), verbose=0,
             )

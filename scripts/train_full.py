@@ -6,6 +6,8 @@ Run from the repository root (on a GPU machine for the full run: ~2.2 h per 50 e
     .venv/bin/python scripts/train_full.py                      # paper recipe, 50 epochs
     KERAS_BACKEND=jax .venv/bin/python scripts/train_full.py    # same under JAX (if installed)
     .venv/bin/python scripts/train_full.py --max-atoms 2000 --epochs 1 --out /tmp/smoke   # smoke test
+    .venv/bin/python scripts/train_full.py --compact --noise-snr 10 40 --out models/compact_resnet_noise
+                                                                # noise augmentation (chapter 10)
 
 Resumable: checkpoints go to ``<out>/checkpoints`` after every epoch; running the same command
 again continues after the last completed epoch (a larger ``--epochs`` extends a finished run).
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compact", action="store_true", help="the compact network instead of the paper's")
     ap.add_argument("--mixed-precision", action="store_true")
+    ap.add_argument("--noise-snr", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="noise augmentation: fresh complex Gaussian noise every epoch at a per-signature SNR "
+                         "drawn uniformly in [LO, HI] dB (TrainingConfig.noise_snr_db; default: clean atoms)")
     ap.add_argument("--max-atoms", type=int, default=None,
                     help="train and test on seeded random subsets of this many atoms (smoke tests)")
     ap.add_argument("--cache-dir", type=Path, default=None, help="dictionary cache (default $MRFBOOK_CACHE)")
@@ -94,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
                    mixed_precision=args.mixed_precision)
     if args.learning_rate is not None:
         changes["learning_rate"] = args.learning_rate
-    config = TrainingConfig.paper_exact(**changes) if args.paper_exact else TrainingConfig(**changes)
+    if args.noise_snr is not None:
+        changes["noise_snr_db"] = tuple(args.noise_snr)
+    try:
+        config = TrainingConfig.paper_exact(**changes) if args.paper_exact else TrainingConfig(**changes)
+    except ValueError as exc:
+        ap.error(str(exc))
     t_train = time.perf_counter()
     result = train(dictionary, config, checkpoint_dir=out / "checkpoints",
                    log_path=out / "training_log.jsonl", progress=progress)
@@ -121,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_test_atoms": test.n_atoms,
         "subset": args.max_atoms is not None,
         "sequence_digest": sequence.digest,
+        "noise_snr_db": list(config.noise_snr_db) if config.noise_snr_db is not None else None,
         "epochs_completed": result.epochs_completed,
         "resumed_from_epoch": result.resumed_from_epoch,
         "seconds_this_call": train_seconds,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -22,7 +23,9 @@ from mrfbook.training import (
     SequenceMismatchError,
     TrainedModel,
     TrainingConfig,
+    add_signature_noise,
     load_trained_model,
+    noisy_training_inputs,
     make_label_scaling,
     evaluate_on_dictionary,
     prepare_training_data,
@@ -314,3 +317,123 @@ def test_predictions_scale_free_and_maps(short_run, small_dictionary):
         predict_parameters(trained, x[:, :100])
     with pytest.raises(ValueError, match="mask"):
         predict_maps(trained, stack, mask[:4])
+
+
+# ----------------------------------------------------------------------------- noise augmentation
+REPO = Path(__file__).resolve().parents[1]
+# A TrainingConfig dict written before noise_snr_db existed (the shipped compact network's).
+OLD_CONFIG = REPO / "models" / "compact_resnet" / "config.json"
+
+
+@pytest.mark.parametrize(
+    "bad", [(40.0, 10.0), (10.0,), (10.0, 20.0, 30.0), "10 40", 20.0, (float("nan"), 10.0),
+            (10.0, float("inf")), (True, 30.0)]
+)
+def test_bad_noise_snr_names_the_parameter(bad):
+    with pytest.raises(ValueError, match="noise_snr_db"):
+        TrainingConfig(noise_snr_db=bad)
+    with pytest.raises(ValueError, match="noise_snr_db"):
+        noisy_training_inputs(np.ones((3, 8)), bad, 0, 0)
+
+
+def test_noise_field_roundtrip_and_absent_when_off():
+    assert "noise_snr_db" not in TrainingConfig().to_dict()  # run keys of clean runs are unchanged
+    noisy = TrainingConfig(noise_snr_db=(10, 40))
+    assert noisy.noise_snr_db == (10.0, 40.0)
+    d = json.loads(json.dumps(noisy.to_dict()))
+    assert d["noise_snr_db"] == [10.0, 40.0]
+    assert TrainingConfig.from_dict(d) == noisy
+
+
+def test_old_config_without_noise_field_loads():
+    old = json.loads(OLD_CONFIG.read_text())
+    assert "noise_snr_db" not in old
+    cfg = TrainingConfig.from_dict(old)
+    assert cfg.noise_snr_db is None
+    assert cfg.to_dict() == old  # written back identically
+
+
+def test_old_style_checkpoint_state_resumes(tiny_dictionary, tmp_path):
+    """A checkpoint whose run_key was written before noise_snr_db existed resumes with the new code."""
+    old = json.loads(OLD_CONFIG.read_text())
+    cfg = TrainingConfig.from_dict({**old, "network": {**old["network"], "stem_channels": 4, "max_channels": 8,
+                                                        "n_blocks": 2}, "epochs": 1, "batch_size": 64})
+    ckpt = tmp_path / "ckpt"
+    train(tiny_dictionary, cfg, checkpoint_dir=ckpt, progress=False)
+    state = json.loads((ckpt / "state.json").read_text())
+    # rewrite the key exactly as the old code wrote it: the config dict with no noise_snr_db at all
+    old_key_config = {k: v for k, v in {**old, "network": cfg.network.to_dict(), "batch_size": 64}.items()
+                      if k != "epochs"}
+    assert "noise_snr_db" not in old_key_config
+    state["run_key"]["config"] = old_key_config
+    (ckpt / "state.json").write_text(json.dumps(state))
+    resumed = train(tiny_dictionary, TrainingConfig.from_dict({**cfg.to_dict(), "epochs": 2}),
+                    checkpoint_dir=ckpt, progress=False)
+    assert resumed.resumed_from_epoch == 1 and resumed.epochs_completed == 2
+    # ... while a noisy configuration is a different run
+    with pytest.raises(CheckpointMismatchError, match="config"):
+        train(tiny_dictionary, TrainingConfig.from_dict({**cfg.to_dict(), "epochs": 3, "noise_snr_db": [10, 40]}),
+              checkpoint_dir=ckpt, progress=False)
+
+
+def test_signature_noise_has_the_stated_snr():
+    rng = np.random.default_rng(5)
+    s = rng.standard_normal((4000, 200)) * rng.uniform(0.1, 10.0, (4000, 1))  # rows of very different power
+    snr = rng.uniform(10.0, 40.0, 4000)
+    noisy = add_signature_noise(s, snr, 7)
+    assert noisy.dtype == np.complex64 and noisy.shape == s.shape
+    n = noisy.astype(np.complex128) - s
+    measured = 10 * np.log10(np.mean(s**2, axis=1) / np.mean(np.abs(n) ** 2, axis=1))
+    # per row: 200 complex samples -> the noise power estimate has ~0.3 dB spread; bias < 0.05 dB
+    assert abs(np.mean(measured - snr)) < 0.05 and np.std(measured - snr) < 0.5
+    # circular: real and imaginary parts carry half the variance each
+    ratio = np.sum(n.real**2) / np.sum(n.imag**2)
+    assert abs(ratio - 1.0) < 0.01
+    np.testing.assert_array_equal(add_signature_noise(s, snr, 7), noisy)  # seeded
+    assert np.all(add_signature_noise(np.zeros((2, 5)), 20.0, 0) == 0)  # no signal, no noise
+    with pytest.raises(ValueError, match="snr_db"):
+        add_signature_noise(s, snr[:10], 0)
+
+
+def test_noisy_training_inputs_stated_snr_and_deterministic(small_dictionary):
+    x, _ = prepare_training_data(small_dictionary)
+    a = noisy_training_inputs(x, (20.0, 20.0), seed=3, epoch=4)
+    np.testing.assert_array_equal(a, noisy_training_inputs(x, (20.0, 20.0), seed=3, epoch=4))
+    assert not np.array_equal(a, noisy_training_inputs(x, (20.0, 20.0), seed=3, epoch=5))  # fresh every epoch
+    assert not np.array_equal(a, noisy_training_inputs(x, (20.0, 20.0), seed=4, epoch=4))
+    assert a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+    # unit-norm clean rows (mean power 1/L) at 20 dB: sigma^2 = 1/(100 L); the real part keeps half,
+    # and renormalisation removes the component along the signal: E||a - x||^2 = (L-1)/L * L sigma^2/2
+    L = x.shape[1]
+    expected = (L - 1) / L * L * (1 / (100 * L)) / 2
+    err = np.mean(np.sum((a - x) ** 2, axis=1))
+    assert err == pytest.approx(expected, rel=0.05)
+    b = noisy_training_inputs(x, (10.0, 40.0), seed=3, epoch=4)
+    err_b = np.sum((b - x) ** 2, axis=1)
+    # uniform SNR in [10, 40] dB: the per-row error spans three decades
+    assert err_b.max() / err_b.min() > 300 and err_b.max() < 0.1 * 1.5
+
+
+def test_noise_training_changes_inputs_keeps_validation_clean_and_resumes(tiny_dictionary, tmp_path):
+    noisy_cfg = TrainingConfig.from_dict({**TINY.to_dict(), "noise_snr_db": [10.0, 20.0]})
+    clean = train(tiny_dictionary, TINY, progress=False)
+    straight = train(tiny_dictionary, noisy_cfg, progress=False)
+    # same initial weights and batches: only the noise differs, so the first training loss differs
+    assert straight.history["loss"][0] != pytest.approx(clean.history["loss"][0], rel=1e-6)
+    # validation is computed on the clean atoms: re-evaluating the model on them gives val_loss
+    x, y_ms = prepare_training_data(tiny_dictionary)
+    _, va = split_indices(len(x), noisy_cfg.validation_fraction, noisy_cfg.seed)
+    pred = straight.model.predict(x[va], verbose=0)
+    val_loss = float(np.sqrt(np.mean((pred - straight.label_scaling.transform(y_ms[va])) ** 2)))
+    assert straight.history["val_loss"][-1] == pytest.approx(val_loss, rel=1e-4)
+    # interrupted after epoch 1 and resumed: the same noise, losses and weights as the straight run
+    ckpt = tmp_path / "noisy"
+    train(tiny_dictionary, TrainingConfig.from_dict({**noisy_cfg.to_dict(), "epochs": 1}), checkpoint_dir=ckpt,
+          progress=False)
+    resumed = train(tiny_dictionary, noisy_cfg, checkpoint_dir=ckpt, progress=False)
+    assert resumed.resumed_from_epoch == 1
+    np.testing.assert_allclose(resumed.history["loss"], straight.history["loss"], rtol=1e-4)
+    for a, b in zip(resumed.model.get_weights(), straight.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert json.loads((ckpt / "state.json").read_text())["run_key"]["config"]["noise_snr_db"] == [10.0, 20.0]
