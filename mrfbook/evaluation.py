@@ -1,0 +1,638 @@
+"""The paper's experiments (section 4.2) as functions: synthetic test, phantom maps, speed, storage.
+
+Chapter 8 runs them step by step and draws their figures; chapter 9 puts their summary next to
+the paper's figures (:mod:`mrfbook.paper_figures`). The summary of chapter 8's run is written to
+``<cache>/evaluation/reproduction.json`` with a signature of its inputs (model files, dictionaries,
+library source); chapter 9 uses it when the signature still matches and otherwise runs the same
+experiments itself, so no number is ever typed in.
+
+Timing conventions: wall-clock seconds (``time.perf_counter``) on whatever machine runs the book;
+each network is warmed up on a few signatures first (graph tracing is a one-off cost), and the
+matching search index (the SVD basis and search groups, built once per dictionary) is built before
+timing. Restoration and mapping times are reported separately and summed.
+
+Explained in chapter 8, book/08_evaluation.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from mrfbook import metrics
+from mrfbook.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
+from mrfbook.dictionary import default_cache_dir
+from mrfbook.flor import flor_maps, flor_restore
+from mrfbook.lowrank import lowrank_restore
+from mrfbook.matching import brute_force_match, match_maps, match_signatures, search_index
+
+__all__ = [
+    "NETWORK_FOLDERS",
+    "default_models_dir",
+    "ShippedNetwork",
+    "shipped_networks",
+    "network_configs",
+    "run_reproduction",
+    "MethodMaps",
+    "SyntheticTest",
+    "synthetic_test",
+    "full_sampling_maps",
+    "UndersampledResult",
+    "undersampled_maps",
+    "map_scores",
+    "storage_comparison",
+    "inputs_signature",
+    "summarise",
+    "save_summary",
+    "load_summary",
+    "summary_path",
+]
+
+#: Shipped model folders under ``models/`` and the names the book uses for them, in display order.
+NETWORK_FOLDERS: dict[str, str] = {"paper_resnet": "paper network", "compact_resnet": "compact network"}
+SUMMARY_FORMAT = "mrfbook-reproduction/1"
+
+
+# --------------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------------
+def default_models_dir() -> Path:
+    """The repository's ``models/`` folder (next to the ``mrfbook`` package in a source checkout)."""
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass
+class ShippedNetwork:
+    """A trained network committed under ``models/``, with its training record.
+
+    Attributes
+    ----------
+    model : mrfbook.training.TrainedModel
+        The network, its label scaling and training sequence.
+    folder : pathlib.Path
+        Its folder (``model.keras``, ``training_log.jsonl``, ``provenance.json``).
+    log : list of dict
+        One record per training epoch (``seconds``, ``device``, ``backend``, losses...).
+    provenance : dict
+        How the run was produced and its test-grid accuracy as recorded then.
+    """
+
+    model: Any
+    folder: Path
+    log: list[dict[str, Any]]
+    provenance: dict[str, Any]
+
+    def info(self) -> dict[str, Any]:
+        """Weights, size on disk (MB), training device/backend, epochs and median seconds per epoch."""
+        from mrfbook.network import parameter_count
+
+        secs = [float(r["seconds"]) for r in self.log]
+        last = self.log[-1] if self.log else {}
+        return {
+            "folder": self.folder.name,
+            "weights": int(parameter_count(self.model.model)),
+            "file_mb": (self.folder / "model.keras").stat().st_size / 1e6,
+            "epochs": len(self.log),
+            "seconds_per_epoch": float(np.median(secs)) if secs else float("nan"),
+            "train_device": str(last.get("device", "?")),
+            "train_cpu": str(last.get("cpu", "")),
+            "train_backend": str(last.get("backend", "?")),
+            "trained": str(self.provenance.get("date", "?"))[:10],
+            "recorded_test": dict(self.provenance.get("test", {})),
+        }
+
+
+def network_configs(networks: Mapping[str, ShippedNetwork]) -> dict[str, Any]:
+    """Architectures to tabulate: the paper's (always, even without weights) and every shipped network's.
+
+    Returns
+    -------
+    dict
+        ``{name: NetworkConfig}``, "paper network" first.
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    from mrfbook.network import NetworkConfig, paper_config
+
+    configs = {name: NetworkConfig.from_dict(s.model.metadata["network"]) for name, s in networks.items()}
+    return {"paper network": configs.get("paper network", paper_config()), **configs}
+
+
+def shipped_networks(sequence: Any, models_dir: str | os.PathLike | None = None) -> dict[str, ShippedNetwork]:
+    """Load every shipped network in :data:`NETWORK_FOLDERS` whose ``model.keras`` exists.
+
+    Parameters
+    ----------
+    sequence : mrfbook.sequence.FispSequence
+        The sequence the models must have been trained for (a mismatch raises
+        :class:`mrfbook.training.SequenceMismatchError`).
+    models_dir : path, optional
+        Default :func:`default_models_dir`.
+
+    Returns
+    -------
+    dict
+        ``{display name: ShippedNetwork}`` in the order of :data:`NETWORK_FOLDERS`.
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    from mrfbook.training import load_trained_model, read_log
+
+    root = Path(models_dir) if models_dir is not None else default_models_dir()
+    out: dict[str, ShippedNetwork] = {}
+    for folder, name in NETWORK_FOLDERS.items():
+        path = root / folder / "model.keras"
+        if path.is_file():
+            log_path, prov_path = root / folder / "training_log.jsonl", root / folder / "provenance.json"
+            out[name] = ShippedNetwork(
+                model=load_trained_model(path, expected_sequence=sequence), folder=root / folder,
+                log=read_log(log_path) if log_path.is_file() else [],
+                provenance=json.loads(prov_path.read_text()) if prov_path.is_file() else {},
+            )
+    return out
+
+
+def _warm_up(model: Any, n_timepoints: int) -> None:
+    from mrfbook.inference import predict_parameters
+
+    rng = np.random.default_rng(0)
+    predict_parameters(model, rng.standard_normal((8, n_timepoints)))
+
+
+# --------------------------------------------------------------------------------------------------
+# synthetic test (the paper's Fig. 3)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class SyntheticTest:
+    """Estimates on the shifted synthetic test grid.
+
+    Attributes
+    ----------
+    t1_ms, t2_ms : numpy.ndarray
+        (N,) float64 true parameters of the test tissues (ms).
+    estimates : dict
+        ``{method: (N, 2) float64}`` estimated (T1, T2) in ms; methods are "matching" and the
+        network names.
+    seconds : dict
+        ``{method: wall seconds}`` to map all N signatures.
+    baseline_seconds : float
+        Brute-force matching (one inner product per atom, the paper's baseline) measured on
+        ``baseline_n`` signatures and scaled linearly to N.
+    baseline_n : int
+        Signatures the baseline was actually timed on.
+    baseline_agrees : float
+        Fraction of those signatures for which the brute-force matcher picks an atom with the same
+        (T1, T2) as the fast exact matcher.
+    """
+
+    t1_ms: np.ndarray
+    t2_ms: np.ndarray
+    estimates: dict[str, np.ndarray]
+    seconds: dict[str, float]
+    baseline_seconds: float
+    baseline_n: int
+    baseline_agrees: float
+
+    @property
+    def n(self) -> int:
+        """Number of test signatures."""
+        return int(self.t1_ms.size)
+
+    def scores(self) -> dict[str, dict[str, float]]:
+        """Per method: ``t1_rmse_ms``, ``t2_rmse_ms``, ``t1_r2``, ``t2_r2``, ``t1_max_abs_ms``, ``t2_max_abs_ms``."""
+        out: dict[str, dict[str, float]] = {}
+        for name, est in self.estimates.items():
+            s: dict[str, float] = {}
+            for j, (key, ref) in enumerate((("t1", self.t1_ms), ("t2", self.t2_ms))):
+                s[f"{key}_rmse_ms"] = metrics.rmse(est[:, j], ref)
+                s[f"{key}_r2"] = metrics.r2(est[:, j], ref)
+                s[f"{key}_max_abs_ms"] = float(np.max(np.abs(est[:, j] - ref)))
+            out[name] = s
+        return out
+
+
+def synthetic_test(networks: Mapping[str, Any], dictionary: Any, test_dictionary: Any, *,
+                   baseline_n: int = 16_384) -> SyntheticTest:
+    """Map every atom of the shifted test grid with matching and with each network.
+
+    Parameters
+    ----------
+    networks : mapping
+        ``{name: TrainedModel}`` (e.g. :func:`shipped_networks`).
+    dictionary : mrfbook.dictionary.Dictionary
+        The training dictionary (the paper's grid), searched by matching.
+    test_dictionary : mrfbook.dictionary.Dictionary
+        The shifted test grid (no (T1, T2) pair in common with ``dictionary``).
+    baseline_n : int
+        Number of test signatures (>= 1) on which the brute-force matcher is timed.
+
+    Returns
+    -------
+    SyntheticTest
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    from mrfbook.inference import predict_parameters
+
+    if isinstance(baseline_n, bool) or not isinstance(baseline_n, (int, np.integer)) or baseline_n < 1:
+        raise ValueError(f"baseline_n must be an integer >= 1, got {baseline_n!r}")
+    x = np.asarray(test_dictionary.atoms)
+    n = x.shape[0]
+    estimates: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    search_index(dictionary)  # one-off index build, not part of the mapping time
+    t0 = time.perf_counter()
+    res = match_signatures(x, dictionary)
+    seconds["matching"] = time.perf_counter() - t0
+    estimates["matching"] = np.stack([res.t1_ms, res.t2_ms], axis=1)
+    for name, model in networks.items():
+        _warm_up(model, x.shape[1])
+        t0 = time.perf_counter()
+        estimates[name] = predict_parameters(model, x)[:, :2]
+        seconds[name] = time.perf_counter() - t0
+    m = min(int(baseline_n), n)
+    rows = np.random.default_rng(0).choice(n, size=m, replace=False)
+    t0 = time.perf_counter()
+    brute = brute_force_match(x[rows], dictionary)
+    baseline_s = (time.perf_counter() - t0) * n / m
+    same = (brute.t1_ms == res.t1_ms[rows]) & (brute.t2_ms == res.t2_ms[rows])
+    return SyntheticTest(
+        t1_ms=np.asarray(test_dictionary.t1_ms, dtype=np.float64),
+        t2_ms=np.asarray(test_dictionary.t2_ms, dtype=np.float64),
+        estimates=estimates, seconds=seconds, baseline_seconds=float(baseline_s), baseline_n=m,
+        baseline_agrees=float(np.mean(same)),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# phantom maps (the paper's Figs. 4 and 5)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class MethodMaps:
+    """T1/T2 maps of one method on a phantom, with its time cost.
+
+    Attributes
+    ----------
+    t1_ms, t2_ms : numpy.ndarray
+        (H, W) float64 maps in ms; 0 where the method gives no estimate (background, rejected pixels).
+    restore_s : float
+        Wall seconds of the image-stack restoration (0 when there is none).
+    map_s : float
+        Wall seconds of the parameter mapping (matching or network) over the tissue pixels.
+    """
+
+    t1_ms: np.ndarray
+    t2_ms: np.ndarray
+    restore_s: float = 0.0
+    map_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_s(self) -> float:
+        """Restoration plus mapping, in seconds."""
+        return self.restore_s + self.map_s
+
+
+def _match(stack: np.ndarray, dictionary: Any, mask: np.ndarray, restore_s: float = 0.0, *,
+           flor: bool = False) -> MethodMaps:
+    search_index(dictionary)
+    t0 = time.perf_counter()
+    pm = flor_maps(stack, dictionary, mask=mask) if flor else match_maps(stack, dictionary, mask=mask)
+    return MethodMaps(pm.t1_ms, pm.t2_ms, restore_s, time.perf_counter() - t0,
+                      {"valid_fraction": float(pm.valid[mask].mean())})
+
+
+def _network(stack: np.ndarray, model: Any, mask: np.ndarray, restore_s: float = 0.0) -> MethodMaps:
+    from mrfbook.inference import predict_maps
+
+    _warm_up(model, stack.shape[-1])
+    t0 = time.perf_counter()
+    t1, t2 = predict_maps(model, stack, mask)
+    return MethodMaps(t1, t2, restore_s, time.perf_counter() - t0)
+
+
+def full_sampling_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, MethodMaps]]:
+    """Maps from the fully sampled image stack of ``phantom`` (the paper's Fig. 4).
+
+    Parameters
+    ----------
+    phantom : mrfbook.phantom.TissueMaps
+        Ground truth (T1, T2 in ms, PD, tissue mask), (H, W).
+    dictionary : mrfbook.dictionary.Dictionary
+        Matching dictionary; its ``sequence`` simulates the image stack.
+    networks : mapping
+        ``{name: TrainedModel}``.
+
+    Returns
+    -------
+    stack : numpy.ndarray
+        (H, W, L) complex64 fully sampled image stack.
+    maps : dict
+        ``{"matching": MethodMaps, <network name>: MethodMaps, ...}`` over the tissue mask.
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    stack = image_stack(phantom, dictionary.sequence)
+    mask = phantom.tissue_mask
+    maps = {"matching": _match(stack, dictionary, mask)}
+    for name, model in networks.items():
+        maps[name] = _network(stack, model, mask)
+    return stack, maps
+
+
+@dataclass
+class UndersampledResult:
+    """The 15 %-k-space experiment: restored stacks and the maps of every method.
+
+    Attributes
+    ----------
+    truth, zero_filled, lowrank, flor : numpy.ndarray
+        (H, W, L) complex64 image stacks: fully sampled, zero-filled ``F_u^H Y``, low-rank (eq. 2,
+        FISTA) and FLOR restorations.
+    maps : dict
+        ``{method: MethodMaps}``: "zero-filled + matching" (Ma et al.), "FLOR" (its matching keeps a
+        pixel only if the correlation exceeds 0.9), "low-rank + matching", and
+        "low-rank + <network name>" for each network (the proposed method).
+    sampling_fraction : float
+        Fraction of k-space actually sampled.
+    lowrank_iterations, flor_iterations : int
+    """
+
+    truth: np.ndarray
+    zero_filled: np.ndarray
+    lowrank: np.ndarray
+    flor: np.ndarray
+    maps: dict[str, MethodMaps]
+    sampling_fraction: float
+    lowrank_iterations: int
+    flor_iterations: int
+
+
+def undersampled_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any], *,
+                      sampling_ratio: float = 0.15, lam: float = 5.0, seed: int = 0,
+                      truth: np.ndarray | None = None) -> UndersampledResult:
+    """The paper's Fig. 5 experiment: 15 % of k-space per frame, four reconstructions.
+
+    Variable-density Cartesian line masks (a new one per frame, ``seed``), noiseless k-space,
+    low-rank restoration by FISTA (``lam``, mu = 1, up to 300 iterations, tolerance 1e-4) and
+    FLOR as the authors ran it (30 iterations), each followed by matching or a network.
+
+    Parameters
+    ----------
+    phantom : mrfbook.phantom.TissueMaps
+    dictionary : mrfbook.dictionary.Dictionary
+    networks : mapping
+        ``{name: TrainedModel}``.
+    sampling_ratio : float
+        Fraction of k-space per frame, in (0, 1].
+    lam : float
+        Nuclear-norm weight (normalised units of :mod:`mrfbook.lowrank`), >= 0.
+    seed : int
+        Seed of the masks.
+    truth : numpy.ndarray, optional
+        (H, W, L) fully sampled stack if already simulated.
+
+    Returns
+    -------
+    UndersampledResult
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    if truth is None:
+        truth = image_stack(phantom, dictionary.sequence)
+    mask = phantom.tissue_mask
+    h, w, n_t = truth.shape
+    masks = variable_density_masks((h, w), n_t, sampling_ratio, seed=seed)
+    op = UndersampledFourier(masks)
+    kspace = op.forward(truth)
+    t0 = time.perf_counter()
+    zf = zero_filled(kspace, op)
+    zf_s = time.perf_counter() - t0
+    lr = lowrank_restore(kspace, op, lam=lam, fista=True, max_iter=300, tol=1e-4)
+    fl = flor_restore(kspace, op, dictionary, lam=lam)
+    maps = {
+        "zero-filled + matching": _match(zf, dictionary, mask, zf_s),
+        "FLOR": _match(fl.images, dictionary, mask, fl.elapsed_s, flor=True),
+        "low-rank + matching": _match(lr.images, dictionary, mask, lr.elapsed_s),
+    }
+    for name, model in networks.items():
+        maps[f"low-rank + {name}"] = _network(lr.images, model, mask, lr.elapsed_s)
+    return UndersampledResult(truth=truth, zero_filled=zf, lowrank=lr.images, flor=fl.images, maps=maps,
+                              sampling_fraction=float(masks.mean()), lowrank_iterations=int(lr.n_iter),
+                              flor_iterations=int(fl.n_iter))
+
+
+def map_scores(maps: MethodMaps, phantom: Any) -> dict[str, float]:
+    """Errors of a method's maps against the phantom.
+
+    Returns
+    -------
+    dict
+        For ``p`` in t1, t2: ``p_rmse_ms`` and ``p_snr_db`` over the tissue mask (our definition:
+        reference RMS over RMSE, :func:`mrfbook.metrics.snr_db`), ``p_paper_snr_db`` and
+        ``p_paper_rmse_ms`` over all pixels with the estimate in the numerator (the authors' code,
+        :func:`mrfbook.metrics.paper_snr_db`); plus ``seconds`` (restoration + mapping).
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    mask = phantom.tissue_mask
+    out: dict[str, float] = {}
+    for key, est, ref in (("t1", maps.t1_ms, phantom.t1_ms), ("t2", maps.t2_ms, phantom.t2_ms)):
+        out[f"{key}_rmse_ms"] = metrics.rmse(est, ref, mask)
+        out[f"{key}_snr_db"] = metrics.snr_db(est, ref, mask)
+        out[f"{key}_paper_snr_db"] = metrics.paper_snr_db(est, ref)
+        out[f"{key}_paper_rmse_ms"] = metrics.rmse(est, ref)
+    out["seconds"] = float(maps.total_s)
+    out["restore_s"] = float(maps.restore_s)
+    out["map_s"] = float(maps.map_s)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# storage
+# --------------------------------------------------------------------------------------------------
+def storage_comparison(n_atoms_t1t2: int, n_timepoints: int, network_configs: Mapping[str, Any],
+                       b1_counts: tuple[int, ...] = (1, 11, 21, 41)) -> list[dict[str, Any]]:
+    """How a dictionary and the networks grow when B1 is added as a third parameter.
+
+    The dictionary stores one float32 atom per (T1, T2, B1) point: ``n_atoms_t1t2 * n_b1 * L * 4``
+    bytes. A network keeps its layers and only gains one output (B1) in its last dense layer; its
+    float32 weights take 4 bytes each.
+
+    Parameters
+    ----------
+    n_atoms_t1t2 : int
+        Atoms of the 2-parameter grid (80,100 for the paper's).
+    n_timepoints : int
+        L.
+    network_configs : mapping
+        ``{name: NetworkConfig}`` of the 2-output networks.
+    b1_counts : tuple of int
+        Numbers of B1 values (>= 1) to tabulate; 1 means no B1 axis.
+
+    Returns
+    -------
+    list of dict
+        One row per count: ``n_b1``, ``dictionary_atoms``, ``dictionary_mb`` and, per network,
+        ``<name>_weights`` and ``<name>_mb`` (1 MB = 1e6 bytes).
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    import dataclasses
+
+    from mrfbook.network import expected_parameter_count
+
+    for name, value in (("n_atoms_t1t2", n_atoms_t1t2), ("n_timepoints", n_timepoints)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    rows = []
+    for n_b1 in b1_counts:
+        if isinstance(n_b1, bool) or not isinstance(n_b1, (int, np.integer)) or n_b1 < 1:
+            raise ValueError(f"b1_counts must hold integers >= 1, got {n_b1!r}")
+        row: dict[str, Any] = {"n_b1": int(n_b1), "dictionary_atoms": int(n_atoms_t1t2 * n_b1),
+                               "dictionary_mb": n_atoms_t1t2 * n_b1 * n_timepoints * 4 / 1e6}
+        for name, cfg in network_configs.items():
+            outputs = cfg.n_outputs + (1 if n_b1 > 1 else 0)
+            n_w = expected_parameter_count(dataclasses.replace(cfg, n_outputs=outputs))
+            row[f"{name}_weights"] = int(n_w)
+            row[f"{name}_mb"] = n_w * 4 / 1e6
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# the summary chapter 9 reads
+# --------------------------------------------------------------------------------------------------
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def inputs_signature(networks: Mapping[str, ShippedNetwork], dictionary: Any, test_dictionary: Any) -> str:
+    """SHA-256 over what the reproduction depends on: model files, dictionaries, library source.
+
+    Explained in chapter 9, book/09_reproduction.md.
+    """
+    h = hashlib.sha256()
+    for name, model in networks.items():
+        h.update(name.encode())
+        h.update(_file_digest(model.folder / "model.keras").encode())
+    for d in (dictionary, test_dictionary):
+        h.update(d.sequence.digest.encode())
+        h.update(np.asarray(d.t1_ms, dtype=np.float64).tobytes())
+        h.update(np.asarray(d.t2_ms, dtype=np.float64).tobytes())
+    for src in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(src.name.encode())
+        h.update(src.read_bytes())
+    return h.hexdigest()
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj)
+    if isinstance(obj, (np.integer, int)) and not isinstance(obj, bool):
+        return int(obj)
+    return obj
+
+
+def summarise(*, signature: str, synthetic: SyntheticTest, full: Mapping[str, MethodMaps],
+              undersampled: UndersampledResult, phantom: Any, storage: list[dict[str, Any]],
+              network_info: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any]) -> dict[str, Any]:
+    """All of chapter 8's figures as one JSON-able dict (see chapter 9 for its use).
+
+    Keys: ``format``, ``signature``, ``created`` (UTC time), ``machine``, ``networks`` (weights, MB on disk, training device
+    and seconds per epoch from each model's log), ``synthetic`` (scores and seconds per method,
+    baseline), ``full_sampling`` and ``undersampled`` (:func:`map_scores` per method), ``storage``.
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    import datetime as _dt
+
+    return _plain({
+        "format": SUMMARY_FORMAT,
+        "signature": signature,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": dict(machine),
+        "networks": {k: dict(v) for k, v in network_info.items()},
+        "synthetic": {
+            "n": synthetic.n,
+            "scores": synthetic.scores(),
+            "seconds": dict(synthetic.seconds),
+            "baseline_seconds": synthetic.baseline_seconds,
+            "baseline_n": synthetic.baseline_n,
+            "baseline_agrees": synthetic.baseline_agrees,
+        },
+        "full_sampling": {"n_tissue": int(phantom.tissue_mask.sum()),
+                          "scores": {k: map_scores(v, phantom) for k, v in full.items()}},
+        "undersampled": {
+            "sampling_fraction": undersampled.sampling_fraction,
+            "lowrank_iterations": undersampled.lowrank_iterations,
+            "flor_iterations": undersampled.flor_iterations,
+            "scores": {k: map_scores(v, phantom) for k, v in undersampled.maps.items()},
+        },
+        "storage": storage,
+    })
+
+
+def summary_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache>/evaluation/reproduction.json`` (cache: ``$MRFBOOK_CACHE`` or ``~/.cache/mrfbook``)."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return root / "evaluation" / "reproduction.json"
+
+
+def save_summary(summary: Mapping[str, Any], path: str | os.PathLike | None = None) -> Path:
+    """Write ``summary`` as JSON (atomically) and return the path."""
+    p = Path(path) if path is not None else summary_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=1, allow_nan=True))
+    os.replace(tmp, p)
+    return p
+
+
+def load_summary(signature: str, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The saved summary if it exists and was computed from the inputs ``signature`` names, else None."""
+    p = Path(path) if path is not None else summary_path()
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):  # unreadable, not UTF-8, or not JSON (JSONDecodeError is a ValueError)
+        return None
+    if not isinstance(data, dict) or data.get("format") != SUMMARY_FORMAT or data.get("signature") != signature:
+        return None
+    return data
+
+
+def run_reproduction(networks: Mapping[str, ShippedNetwork], dictionary: Any, test_dictionary: Any,
+                     phantom: Any) -> dict[str, Any]:
+    """Run every experiment of chapter 8 in one call and return :func:`summarise`'s dict.
+
+    Chapter 9 calls it when chapter 8's saved summary is missing or stale.
+
+    Explained in chapter 9, book/09_reproduction.md.
+    """
+    from mrfbook.training import runtime_info
+
+    models = {k: v.model for k, v in networks.items()}
+    synthetic = synthetic_test(models, dictionary, test_dictionary)
+    stack, full = full_sampling_maps(phantom, dictionary, models)
+    under = undersampled_maps(phantom, dictionary, models, truth=stack)
+    storage = storage_comparison(dictionary.n_atoms, dictionary.n_timepoints, network_configs(networks))
+    return summarise(signature=inputs_signature(networks, dictionary, test_dictionary), synthetic=synthetic,
+                     full=full, undersampled=under, phantom=phantom, storage=storage,
+                     network_info={k: v.info() for k, v in networks.items()}, machine=runtime_info())
