@@ -1,0 +1,276 @@
+"""Tests for mrfbook.reproduction: the paper-vs-book table built from a hand-made summary.
+
+The summary mimics :func:`mrfbook.evaluation.summarise` (same keys); its values are invented so
+that each row's number can be traced back to one entry.
+"""
+
+import copy
+import re
+
+import pytest
+
+from mrfbook.evaluation import SUMMARY_FORMAT, network_configs, storage_comparison
+from mrfbook.paper_figures import PAPER, paper_value
+from mrfbook.reproduction import covered_paper_keys, paper_number_keys, proposed_network, reproduction_rows
+
+
+def _map_score(t1_snr, t2_snr, t1_rmse, t2_rmse, restore_s, map_s):
+    return {"t1_rmse_ms": t1_rmse, "t1_snr_db": t1_snr, "t1_paper_snr_db": t1_snr + 1.25,
+            "t1_paper_rmse_ms": t1_rmse / 2, "t2_rmse_ms": t2_rmse, "t2_snr_db": t2_snr,
+            "t2_paper_snr_db": t2_snr + 0.75, "t2_paper_rmse_ms": t2_rmse / 2,
+            "seconds": restore_s + map_s, "restore_s": restore_s, "map_s": map_s}
+
+
+def make_summary(nets=("paper network", "compact network")):
+    """A complete summary with the structure summarise() returns."""
+    networks = {n: {"folder": n.replace(" network", "_resnet"), "weights": 3_841_122 if n == "paper network"
+                    else 173_618, "file_mb": 46.2, "epochs": 50, "seconds_per_epoch": 95.5,
+                    "train_device": "cpu", "train_cpu": "Test CPU", "train_backend": "tensorflow",
+                    "trained": "2026-11-25", "recorded_test": {}} for n in nets}
+    syn_scores = {"matching": {"t1_rmse_ms": 2.887, "t2_rmse_ms": 2.886, "t1_r2": 0.9999950, "t2_r2": 0.9999830,
+                               "t1_max_abs_ms": 5.0, "t2_max_abs_ms": 5.0}}
+    for i, n in enumerate(nets):
+        syn_scores[n] = {"t1_rmse_ms": 1.3 + i, "t2_rmse_ms": 0.8 + i, "t1_r2": 0.99999912 - i * 1e-7,
+                         "t2_r2": 0.99999871 - i * 1e-7, "t1_max_abs_ms": 9.0, "t2_max_abs_ms": 7.0}
+    full_scores = {"matching": _map_score(30.0, 22.0, 20.0, 3.1, 0.0, 0.4)}
+    under_scores = {"zero-filled + matching": _map_score(12.3, 7.4, 300.0, 30.0, 0.01, 0.5),
+                    "FLOR": _map_score(28.7, 20.1, 60.0, 6.0, 40.0, 0.45),
+                    "low-rank + matching": _map_score(29.0, 20.5, 55.0, 5.5, 12.0, 0.42)}
+    for i, n in enumerate(nets):
+        full_scores[n] = _map_score(33.0 + i, 27.5 + i, 15.0, 1.7 + i, 0.0, 1.2 + i)
+        under_scores[f"low-rank + {n}"] = _map_score(29.6 + i, 18.4 + i, 50.0, 7.0, 12.0, 1.1 + i)
+    return {
+        "format": SUMMARY_FORMAT, "signature": "0" * 64, "created": "2026-11-25T15:00:00+00:00",
+        "machine": {"cpu": "Test CPU", "backend": "tensorflow", "device": "cpu"},
+        "networks": networks,
+        "synthetic": {"n": 79_800, "scores": syn_scores,
+                      "seconds": {"matching": 2.5, **{n: 20.0 + 10 * i for i, n in enumerate(nets)}},
+                      "baseline_seconds": 250.0, "baseline_n": 16_384, "baseline_agrees": 1.0},
+        "full_sampling": {"n_tissue": 9_876, "scores": full_scores},
+        "undersampled": {"sampling_fraction": 0.1504, "lowrank_iterations": 40, "flor_iterations": 30,
+                         "scores": under_scores},
+        "storage": storage_comparison(80_100, 200, network_configs({})),
+    }
+
+
+def _get(d, *keys):
+    for k in keys:
+        d = d[k]
+    return d
+
+
+@pytest.fixture(scope="module")
+def summary():
+    return make_summary()
+
+
+@pytest.fixture(scope="module")
+def rows(summary):
+    return reproduction_rows(summary)
+
+
+def _row(rows, *key):
+    found = [r for r in rows if tuple(key) in r["keys"]]
+    assert len(found) == 1, key
+    return found[0]
+
+
+# -- coverage ----------------------------------------------------------------------------------------
+def test_paper_number_keys_lists_every_numeric_leaf():
+    keys = paper_number_keys()
+    assert len(keys) == len(set(keys)) == 27
+    assert ("synthetic", "t1_rmse_ms") in keys and ("undersampled", "flor", "seconds") in keys
+    assert ("training", "device") not in keys and ("synthetic", "source") not in keys  # strings are not figures
+    for k in keys:
+        assert isinstance(paper_value(*k), (int, float))
+
+
+def test_every_paper_number_has_a_row(rows):
+    assert covered_paper_keys(rows) == set(paper_number_keys())
+
+
+def test_rows_have_the_documented_fields(rows):
+    for r in rows:
+        assert set(r) == {"figure", "quantity", "keys", "paper", "book", "book_value", "conditions", "difference"}
+        assert type(r["book_value"]) is float
+        assert r["difference"] and r["conditions"]
+        assert all(isinstance(k, tuple) for k in r["keys"])
+
+
+_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?")
+
+
+def _first_number(text):
+    m = _NUMBER.search(text)
+    assert m, text
+    s = m.group(0).replace(",", "")
+    return float(s), (len(s.split(".")[1]) if "." in s else 0)
+
+
+def test_each_row_shows_its_book_value_and_the_papers_figure(rows):
+    for r in rows:
+        shown, decimals = _first_number(r["book"])
+        assert abs(shown - r["book_value"]) <= 0.5 * 10 ** -decimals + 1e-12, r["quantity"]
+        paper_shown, _ = _first_number(r["paper"])
+        assert paper_shown == pytest.approx(paper_value(*r["keys"][0]), rel=1e-9), r["quantity"]
+
+
+def test_book_values_come_from_the_summary(summary, rows):
+    net = "paper network"
+    syn, full, under = summary["synthetic"], summary["full_sampling"]["scores"], summary["undersampled"]["scores"]
+    expected = {
+        ("synthetic", "t1_rmse_ms"): syn["scores"][net]["t1_rmse_ms"],
+        ("synthetic", "t2_r2"): syn["scores"][net]["t2_r2"],
+        ("full_sampling", "t2_rmse_network_ms"): full[net]["t2_rmse_ms"],
+        ("full_sampling", "t2_rmse_matching_ms"): full["matching"]["t2_rmse_ms"],
+        ("full_sampling", "t2_snr_gain_db"): full[net]["t2_snr_db"] - full["matching"]["t2_snr_db"],
+        ("undersampled", "ma_matching", "t1_snr_db"): under["zero-filled + matching"]["t1_snr_db"],
+        ("undersampled", "flor", "t2_snr_db"): under["FLOR"]["t2_snr_db"],
+        ("undersampled", "proposed", "t2_snr_db"): under[f"low-rank + {net}"]["t2_snr_db"],
+        ("undersampled", "proposed", "seconds"): under[f"low-rank + {net}"]["seconds"],
+        ("undersampled", "flor", "seconds"): under["FLOR"]["seconds"],
+        ("undersampled", "sampling_ratio"): summary["undersampled"]["sampling_fraction"],
+        ("speed", "network_80k_s"): syn["seconds"][net],
+        ("speed", "matching_80k_s"): syn["baseline_seconds"],
+        ("speed", "speedup_80k"): syn["baseline_seconds"] / syn["seconds"][net],
+        ("speed", "network_slice_s"): full[net]["map_s"],
+        ("speed", "speedup_slice"): full["matching"]["map_s"] / full[net]["map_s"],
+        ("speed", "speedup_vs_flor"): under["FLOR"]["map_s"] / under[f"low-rank + {net}"]["map_s"],
+        ("storage", "network_mb"): summary["storage"][0]["paper network_mb"],
+        ("storage", "dictionary_mb_more_than"): summary["storage"][0]["dictionary_mb"],
+        ("training", "seconds_per_epoch"): summary["networks"][net]["seconds_per_epoch"],
+    }
+    for key, value in expected.items():
+        assert _row(rows, *key)["book_value"] == pytest.approx(value, rel=1e-12), key
+
+
+def test_the_authors_snr_definition_is_quoted_alongside(summary, rows):
+    r = _row(rows, "undersampled", "flor", "t1_snr_db")
+    assert f"{summary['undersampled']['scores']['FLOR']['t1_paper_snr_db']:.2f} dB by their definition" in r["difference"]
+
+
+# -- which network stands for the paper's ------------------------------------------------------------
+def test_proposed_network_prefers_the_paper_network():
+    assert proposed_network(make_summary()) == "paper network"
+    assert proposed_network(make_summary(("compact network",))) == "compact network"
+    assert proposed_network({"networks": {"compact network": {}, "paper network": {}}}) == "paper network"
+    with pytest.raises(ValueError, match="paper network"):
+        proposed_network({"networks": {"other": {}}})
+    with pytest.raises(ValueError):
+        proposed_network({})
+
+
+def test_compact_network_stands_in_and_says_so():
+    s = make_summary(("compact network",))
+    rows = reproduction_rows(s)
+    assert covered_paper_keys(rows) == set(paper_number_keys())
+    r = _row(rows, "synthetic", "t1_rmse_ms")
+    assert r["book_value"] == s["synthetic"]["scores"]["compact network"]["t1_rmse_ms"]
+    assert "compact network" in r["conditions"] and "stands in" in r["difference"]
+    assert "stands in" not in _row(reproduction_rows(make_summary()), "synthetic", "t1_rmse_ms")["difference"]
+    assert _row(rows, "undersampled", "proposed", "t1_snr_db")["book_value"] == (
+        s["undersampled"]["scores"]["low-rank + compact network"]["t1_snr_db"])
+
+
+def test_no_network_raises():
+    s = make_summary(())
+    with pytest.raises(ValueError, match="no network"):
+        reproduction_rows(s)
+
+
+# -- the comparative words follow the data -----------------------------------------------------------
+def _with(summary, path, value):
+    s = copy.deepcopy(summary)
+    d = _get(s, *path[:-1])
+    d[path[-1]] = value
+    return s
+
+
+def test_snr_gain_sign_words_flip(summary):
+    net = "paper network"
+    base = summary["full_sampling"]["scores"]["matching"]["t2_snr_db"]
+    win = _row(reproduction_rows(_with(summary, ("full_sampling", "scores", net, "t2_snr_db"), base + 3.0)),
+               "full_sampling", "t2_snr_gain_db")
+    lose = _row(reproduction_rows(_with(summary, ("full_sampling", "scores", net, "t2_snr_db"), base - 2.0)),
+                "full_sampling", "t2_snr_gain_db")
+    assert win["book_value"] == pytest.approx(3.0) and win["book"] == "+3.00"
+    assert win["difference"].startswith("Same sign (the network wins)")
+    assert "4.9 dB below the paper" in win["difference"]  # 3.0 vs 7.9
+    assert lose["book_value"] == pytest.approx(-2.0) and lose["book"] == "-2.00"
+    assert lose["difference"].startswith("Opposite sign (matching wins)")
+    assert "9.9 dB below the paper" in lose["difference"]
+    big = _row(reproduction_rows(_with(summary, ("full_sampling", "scores", net, "t2_snr_db"), base + 10.0)),
+               "full_sampling", "t2_snr_gain_db")
+    assert "2.1 dB above the paper" in big["difference"]
+
+
+@pytest.mark.parametrize("value, words", [
+    (30.51 + 1.0, "1.0 dB above the paper"),
+    (30.51 - 2.26, "2.3 dB below the paper"),
+    (30.51 + 0.01, "equal to the paper"),
+])
+def test_undersampled_snr_words(summary, value, words):
+    s = _with(summary, ("undersampled", "scores", "FLOR", "t1_snr_db"), value)
+    assert _row(reproduction_rows(s), "undersampled", "flor", "t1_snr_db")["difference"].startswith(words)
+
+
+@pytest.mark.parametrize("value, words", [
+    (0.659, "within 5 % of the paper's error"),
+    (0.659 * 1.04, "within 5 % of the paper's error"),
+    (0.659 * 3.2, "3.2x the paper's error"),
+    (0.659 * 0.5, "0.5x the paper's error"),
+    (0.659 * 42.4, "42x the paper's error"),
+])
+def test_ratio_words_follow_the_ratio(summary, value, words):
+    s = _with(summary, ("synthetic", "scores", "paper network", "t1_rmse_ms"), value)
+    assert _row(reproduction_rows(s), "synthetic", "t1_rmse_ms")["difference"].startswith(words)
+
+
+def test_matching_rounding_sentence_only_when_our_matching_error_is_lower(summary):
+    lower = _with(summary, ("full_sampling", "scores", "matching", "t2_rmse_ms"), 3.0)
+    higher = _with(summary, ("full_sampling", "scores", "matching", "t2_rmse_ms"), 9.0)
+    assert "Rounding to the 10 ms grid" in _row(reproduction_rows(lower), "full_sampling",
+                                                "t2_rmse_matching_ms")["difference"]
+    assert "Rounding" not in _row(reproduction_rows(higher), "full_sampling", "t2_rmse_matching_ms")["difference"]
+
+
+def test_flor_speed_sentence_compares_restoration_times(summary):
+    net = "paper network"
+    r = _row(reproduction_rows(summary), "speed", "speedup_vs_flor")  # network maps slower than FLOR's matcher
+    assert "FLOR's 30 subspace-constrained iterations (40.0 s) cost more than the low-rank restoration (12.0 s)" \
+        in r["difference"]
+    cheap = _with(summary, ("undersampled", "scores", "FLOR", "restore_s"), 5.0)
+    assert "cost less than" in _row(reproduction_rows(cheap), "speed", "speedup_vs_flor")["difference"]
+    fast = _with(summary, ("undersampled", "scores", f"low-rank + {net}", "map_s"), 0.05)
+    r = _row(reproduction_rows(fast), "speed", "speedup_vs_flor")
+    assert r["book_value"] == pytest.approx(0.45 / 0.05)
+    assert "restoration" not in r["difference"]
+
+
+def test_storage_rows_words(summary, rows):
+    net_row = _row(rows, "storage", "network_mb")
+    assert net_row["difference"].startswith("Not reproduced: ")  # 15.4 MB of float32 vs the paper's 20.3
+    assert "15.4 MB" in net_row["difference"]
+    s = copy.deepcopy(summary)
+    s["storage"][0]["paper network_mb"] = 20.5
+    assert _row(reproduction_rows(s), "storage", "network_mb")["difference"].startswith("Reproduced: ")
+    d_row = _row(rows, "storage", "dictionary_mb_more_than")
+    assert d_row["book"].startswith("64.1 ")
+    assert "would take 128 MB, over the paper's bound" in d_row["difference"]
+    s["storage"][0]["dictionary_mb"] = 40.0
+    assert "80 MB, under the paper's bound" in _row(reproduction_rows(s), "storage",
+                                                    "dictionary_mb_more_than")["difference"]
+
+
+def test_training_row_reports_the_networks_log(summary, rows):
+    r = _row(rows, "training", "epochs")
+    assert ("training", "seconds_per_epoch") in r["keys"]
+    assert r["book"] == "95.5 on cpu, 50 epochs"
+    assert r["paper"] == f"30 on a {PAPER['training']['device']}, 50 epochs"
+    assert "3.2x the paper's" in r["difference"]
+
+
+def test_reproduction_rows_does_not_modify_the_summary(summary):
+    before = copy.deepcopy(summary)
+    reproduction_rows(summary)
+    assert summary == before
