@@ -1,0 +1,57 @@
+"""The trained networks committed under ``models/`` load under this backend and give their logged accuracy.
+
+For every ``models/<name>/model.keras``: the file loads with the paper sequence as its expected
+sequence, its metadata, log and provenance agree with each other, and the network, evaluated
+now on the full shifted test grid, reproduces the RMSE and R² its training run recorded in
+``provenance.json`` (0.1 % tolerance: the run may have used another backend or device).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrfbook.dictionary import cached_dictionary
+from mrfbook.sequence import paper_sequence
+from mrfbook.training import evaluate_on_dictionary, load_trained_model, read_log
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+SHIPPED = sorted(p.parent.name for p in MODELS.glob("*/model.keras"))
+
+
+def test_at_least_one_model_is_shipped():
+    assert "compact_resnet" in SHIPPED, SHIPPED
+
+
+@pytest.fixture(scope="module")
+def test_grid():
+    return cached_dictionary(paper_sequence(), grid="test")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_records_agree(name):
+    folder = MODELS / name
+    prov = json.loads((folder / "provenance.json").read_text())
+    log = read_log(folder / "training_log.jsonl")
+    config = json.loads((folder / "config.json").read_text())
+    assert prov["epochs_completed"] == len(log) == config["epochs"], (prov["epochs_completed"], len(log))
+    assert [r["epoch"] for r in log] == list(range(1, len(log) + 1))
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in log)
+    assert prov["sequence_digest"] == paper_sequence().digest
+    assert (folder / "README.md").is_file(), "every shipped model documents how it was produced"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_reproduces_logged_accuracy(name, test_grid):
+    folder = MODELS / name
+    prov = json.loads((folder / "provenance.json").read_text())
+    model = load_trained_model(folder / "model.keras", expected_sequence=paper_sequence())
+    now = evaluate_on_dictionary(model, test_grid)
+    assert now["n"] == prov["test"]["n"] == test_grid.n_atoms
+    for key in ("t1_rmse_ms", "t2_rmse_ms"):
+        assert now[key] == pytest.approx(prov["test"][key], rel=1e-3), key
+    for key in ("t1_r2", "t2_r2"):
+        assert now[key] == pytest.approx(prov["test"][key], abs=1e-6), key
