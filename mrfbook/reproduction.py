@@ -76,8 +76,8 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     net = proposed_network(summary)
     info = summary["networks"][net]
     machine = summary["machine"]
-    cpu = f"{machine.get('cpu', '?')}, {machine.get('backend', '?')} backend"
-    net_desc = (f"{net} ({info['weights']:,} weights, {info['epochs']} epochs on {info['train_device']})")
+    cpu = "this book's CPU"
+    net_desc = f"{net}, {info['weights']:,} weights"
     st_rows = summary["storage"]
     fewer = st_rows[0].get("paper network_weights", float("nan")) / info["weights"]
     stand_in = "" if net == "paper network" else (
@@ -93,7 +93,7 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                          book_value=float(book_value), conditions=conditions, difference=difference))
 
     p = PAPER["synthetic"]
-    syn_cond = f"{syn['n']:,} tissues of the shifted grid (none on the training grid); {net_desc}"
+    syn_cond = f"{syn['n']:,} shifted-grid tissues; {net_desc}"
     for par, label in (("t1", "T1"), ("t2", "T2")):
         add("Fig. 3", f"synthetic test, RMSE {label} (ms)", [("synthetic", f"{par}_rmse_ms")],
             f"{p[f'{par}_rmse_ms']}", f"{s_net[f'{par}_rmse_ms']:.3f}", s_net[f"{par}_rmse_ms"], syn_cond,
@@ -106,8 +106,7 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
             "(the test labels are the same in both).")
 
     pf = PAPER["full_sampling"]
-    phantom_full = (f"simulated MNI152 brain phantom, {summary['full_sampling']['n_tissue']:,} tissue pixels, "
-                    "fully sampled, no noise")
+    phantom_full = f"brain phantom, {summary['full_sampling']['n_tissue']:,} tissue pixels, full sampling"
     why_phantom = ("The paper's phantom came from one subject's DESPOT1/2 maps (not public); ours is the MNI152 "
                    "template with literature T1/T2, so absolute errors differ.")
     add("Fig. 4", "full sampling, T2 RMSE of the network (ms)", [("full_sampling", "t2_rmse_network_ms")],
@@ -115,21 +114,20 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         f"{phantom_full}; {net}", f"{_ratio_words(full[net]['t2_rmse_ms'], pf['t2_rmse_network_ms'])}. {why_phantom}")
     add("Fig. 4", "full sampling, T2 RMSE of matching (ms)", [("full_sampling", "t2_rmse_matching_ms")],
         f"{pf['t2_rmse_matching_ms']}", f"{full['matching']['t2_rmse_ms']:.3f}", full["matching"]["t2_rmse_ms"],
-        f"{phantom_full}; {st_rows[0]['dictionary_atoms']:,}-atom dictionary, exact matching",
+        f"{phantom_full}; exact matching",
         f"{_ratio_words(full['matching']['t2_rmse_ms'], pf['t2_rmse_matching_ms'])}. "
-        + ("Rounding to the 10 ms grid costs less on our tissue T2 values (60-120 ms) than on the paper's maps. "
-           if full["matching"]["t2_rmse_ms"] < pf["t2_rmse_matching_ms"] else "") + why_phantom)
+        + ("Rounding to the 10 ms grid costs less on our tissue T2 values (60-120 ms) than on the paper's maps."
+           if full["matching"]["t2_rmse_ms"] < pf["t2_rmse_matching_ms"] else "See the row above."))
     gain = full[net]["t2_snr_db"] - full["matching"]["t2_snr_db"]
     add("Fig. 4", "full sampling, T2 SNR gain of the network over matching (dB)", [("full_sampling", "t2_snr_gain_db")],
-        f"{pf['t2_snr_gain_db']:+.1f}", f"{gain:+.2f}", gain, f"{phantom_full}; our SNR definition (tissue mask)",
+        f"{pf['t2_snr_gain_db']:+.1f}", f"{gain:+.2f}", gain, f"{phantom_full}; our SNR",
         f"{'Same sign (the network wins)' if gain > 0 else 'Opposite sign (matching wins)' if gain < 0 else 'A tie'}, "
         f"{_db_words(gain, pf['t2_snr_gain_db'])}; the gain is the matching error over the network's, "
         f"{full['matching']['t2_rmse_ms'] / full[net]['t2_rmse_ms']:.2f} here against "
         f"{pf['t2_rmse_matching_ms'] / pf['t2_rmse_network_ms']:.2f} in the paper.")
 
     pu = PAPER["undersampled"]
-    under_cond = (f"the same phantom, {100 * summary['undersampled']['sampling_fraction']:.1f} % of k-space "
-                  "(variable-density random lines, one mask per frame), no noise")
+    under_cond = f"brain phantom, {100 * summary['undersampled']['sampling_fraction']:.0f} % of k-space lines"
     methods = (("ma_matching", "zero-filled + matching", "Ma et al. (zero-filled + matching)"),
                ("flor", "FLOR", "FLOR"), ("proposed", f"low-rank + {net}", "proposed (low-rank + network)"))
     for key, ours, label in methods:
@@ -152,8 +150,8 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     speed_cond = f"{cpu}; {syn['n']:,} signatures"
     add("section 4.2", "80,000 signatures, network (s)", [("speed", "network_80k_s")], f"{ps['network_80k_s']}",
         f"{net_80k:.2f}", net_80k, f"{speed_cond}; {net}",
-        f"{_ratio_words(net_80k, ps['network_80k_s'])}; ours ran on this book's CPU ({machine.get('cpu', '?')}), "
-        "the paper's presumably on its GPU.")
+        f"{_ratio_words(net_80k, ps['network_80k_s'])}; ours ran on this book's CPU ({machine.get('cpu', '?')}, "
+        f"{machine.get('backend', '?')} backend), the paper's presumably on its GPU.")
     add("section 4.2", "80,000 signatures, matching (s)", [("speed", "matching_80k_s")], f"{ps['matching_80k_s']}",
         f"{brute_80k:.1f} (brute force); {fast_80k:.2f} (exact fast matcher)", brute_80k,
         f"{speed_cond}; brute force timed on {syn['baseline_n']:,} and scaled",
