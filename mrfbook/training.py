@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -596,6 +597,10 @@ class TrainingResult:
         Epochs already completed in the checkpoint when this call started (0 = fresh).
     runtime : dict
         :func:`runtime_info` of this process.
+    initial_model : dict or None
+        For a continuation (``train(..., initial_model=...)``): the start model's
+        path, SHA-256, epochs completed and training configuration; None for a run
+        from random weights.
     """
 
     model: keras.Model
@@ -607,6 +612,7 @@ class TrainingResult:
     n_atoms: int
     resumed_from_epoch: int = 0
     runtime: dict[str, Any] = field(default_factory=dict)
+    initial_model: dict[str, Any] | None = None
 
     @property
     def epochs_completed(self) -> int:
@@ -631,6 +637,7 @@ class TrainingResult:
             "input": "real part of each signature, L2-normalised per signature",
             "runtime": self.runtime,
             "saved": _now(),
+            **({"continued_from": self.initial_model} if self.initial_model is not None else {}),
         }
 
     def save(self, path: str | os.PathLike, *, sidecar: bool = True) -> Path:
@@ -810,6 +817,7 @@ def train(
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
     log_path: str | os.PathLike | None = None,
+    initial_model: str | os.PathLike | None = None,
 ) -> TrainingResult:
     """Train the network on ``dictionary`` (resuming from ``checkpoint_dir`` if it holds a run).
 
@@ -834,6 +842,18 @@ def train(
         JSON-lines log, one record per epoch (epoch, loss, val_loss, RMSEs in ms,
         lr, seconds, device, backend, versions). Default: ``training_log.jsonl``
         in ``checkpoint_dir`` when that is given, else no log.
+    initial_model : path, optional
+        Continue a finished run instead of starting from random weights: the
+        ``.keras`` file of a model saved by :meth:`TrainingResult.save` (with its
+        optimizer state, as :func:`train` saves it). ``config`` then describes the
+        continuation (its epochs and learning-rate schedule, counted from 0); its
+        network, seed, validation fraction and label scaling must be the ones the
+        model was trained with, so the continuation sees the same split, the same
+        scaled labels and the same architecture, else ValueError naming the
+        differing field. The model file's SHA-256 enters the checkpoint key, and
+        :attr:`TrainingResult.initial_model` records where the run started.
+        Batch orders (and augmentation noise) continue from the initial model's
+        epoch count, as if its run had gone on.
 
     Returns
     -------
@@ -870,6 +890,10 @@ def train(
         "n_atoms": n_atoms,
         "label_scaling": scaling.to_dict(),
     }
+    start_info = None
+    if initial_model is not None:
+        start_info = _check_initial_model(Path(initial_model), config, scaling, seq_digest)
+        run_key["initial_model_sha256"] = start_info["sha256"]
 
     history: dict[str, list[float]] = {}
     start_epoch = 0
@@ -886,6 +910,11 @@ def train(
         model = keras.saving.load_model(ckpt / CHECKPOINT_MODEL, compile=True)
         history = {k: list(v) for k, v in state["history"].items()}
         start_epoch = int(state["epochs_completed"])
+    if model is None and start_info is not None:
+        keras.utils.set_random_seed(config.seed)
+        model = keras.saving.load_model(Path(initial_model), compile=True)
+        if ckpt is not None:
+            ckpt.mkdir(parents=True, exist_ok=True)
     if model is None:
         keras.utils.set_random_seed(config.seed)
         policy = None
@@ -896,6 +925,7 @@ def train(
         if ckpt is not None:
             ckpt.mkdir(parents=True, exist_ok=True)
 
+    epoch_offset = int((start_info or {}).get("epochs_completed") or 0)
     bar = None
     if progress and start_epoch < config.epochs:
         from tqdm.auto import tqdm
@@ -905,11 +935,13 @@ def train(
         for epoch in range(start_epoch, config.epochs):
             lr = config.learning_rate_at(epoch)
             _set_lr(model, lr)
-            order = _epoch_order(len(train_idx), config.seed, epoch)
+            # a continuation draws the batch orders (and noise) of the epochs after the initial model's
+            data_epoch = epoch + epoch_offset
+            order = _epoch_order(len(train_idx), config.seed, data_epoch)
             t0 = time.perf_counter()
             x_epoch = x_train[order]
             if config.noise_snr_db is not None:
-                x_epoch = noisy_training_inputs(x_epoch, config.noise_snr_db, config.seed, epoch)
+                x_epoch = noisy_training_inputs(x_epoch, config.noise_snr_db, config.seed, data_epoch)
             h = model.fit(
                 x_epoch, y_train[order],
                 batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
@@ -947,4 +979,36 @@ def train(
     return TrainingResult(
         model=model, history=history, config=config, label_scaling=scaling, sequence=seq_dict,
         sequence_digest=seq_digest, n_atoms=n_atoms, resumed_from_epoch=start_epoch, runtime=info,
+        initial_model=start_info,
     )
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_initial_model(path: Path, config: TrainingConfig, scaling: LabelScaling, seq_digest: str | None) -> dict[str, Any]:
+    """Check that a run can continue from the model file ``path``; return what :attr:`TrainingResult.initial_model` records."""
+    meta = read_model_metadata(path)  # FileNotFoundError / ValueError name the path
+    earlier = meta.get("training") or {}
+    if meta.get("sequence_digest") != seq_digest:
+        raise ValueError(
+            f"initial_model {str(path)!r} was trained on another sequence than the dictionary's "
+            f"(digest {str(meta.get('sequence_digest'))[:12]}… vs {str(seq_digest)[:12]}…)"
+        )
+    if meta.get("network") != config.network.to_dict():
+        raise ValueError(f"initial_model {str(path)!r} has network {meta.get('network')}, config.network is {config.network.to_dict()}")
+    for name in ("seed", "validation_fraction", "label_scaling"):
+        if name in earlier and earlier[name] != getattr(config, name):
+            raise ValueError(
+                f"config.{name} must equal the initial_model's ({earlier[name]!r}) so the continuation sees the "
+                f"same split and labels, got {getattr(config, name)!r}"
+            )
+    if meta.get("label_scaling") != json.loads(json.dumps(scaling.to_dict())):
+        raise ValueError(f"initial_model {str(path)!r} has label scaling {meta.get('label_scaling')}, this run {scaling.to_dict()}")
+    return {"path": str(path), "sha256": _file_sha256(path), "epochs_completed": meta.get("epochs_completed"),
+            "training": earlier}

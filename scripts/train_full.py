@@ -8,6 +8,9 @@ Run from the repository root (on a GPU machine for the full run: ~2.2 h per 50 e
     .venv/bin/python scripts/train_full.py --max-atoms 2000 --epochs 1 --out /tmp/smoke   # smoke test
     .venv/bin/python scripts/train_full.py --compact --noise-snr 10 40 --out models/compact_resnet_noise
                                                                 # noise augmentation (chapter 10)
+    .venv/bin/python scripts/train_full.py --init-from models/paper_resnet/model.keras \
+        --learning-rate 1e-5 --epochs 20 --out models/paper_resnet_continued
+                                                                # continue a finished run (chapter 7)
 
 Resumable: checkpoints go to ``<out>/checkpoints`` after every epoch; running the same command
 again continues after the last completed epoch (a larger ``--epochs`` extends a finished run).
@@ -78,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-atoms", type=int, default=None,
                     help="train and test on seeded random subsets of this many atoms (smoke tests)")
     ap.add_argument("--cache-dir", type=Path, default=None, help="dictionary cache (default $MRFBOOK_CACHE)")
+    ap.add_argument("--init-from", type=Path, default=None, metavar="MODEL",
+                    help="continue a finished run: start from this model.keras (weights and optimizer state) "
+                         "instead of random weights; --epochs and --learning-rate then describe the continuation "
+                         "(e.g. --init-from models/paper_resnet/model.keras --learning-rate 1e-5 --epochs 20)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     t_train = time.perf_counter()
     result = train(dictionary, config, checkpoint_dir=out / "checkpoints",
-                   log_path=out / "training_log.jsonl", progress=progress)
+                   log_path=out / "training_log.jsonl", progress=progress, initial_model=args.init_from)
     train_seconds = time.perf_counter() - t_train
     model_path = result.save(out / "model.keras")
     (out / "history.json").write_text(json.dumps(result.history, indent=1))
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "subset": args.max_atoms is not None,
         "sequence_digest": sequence.digest,
         "noise_snr_db": list(config.noise_snr_db) if config.noise_snr_db is not None else None,
+        "continued_from": result.initial_model,
         "epochs_completed": result.epochs_completed,
         "resumed_from_epoch": result.resumed_from_epoch,
         "seconds_this_call": train_seconds,

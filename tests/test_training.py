@@ -261,6 +261,48 @@ def test_resume_continues_at_the_right_epoch(tiny_dictionary, tmp_path):
               checkpoint_dir=ckpt, progress=False)
 
 
+def test_continuation_from_a_saved_model_equals_the_longer_run(tiny_dictionary, tmp_path):
+    """train(initial_model=...) picks up weights, optimizer state and batch order where the saved run stopped."""
+    straight = train(tiny_dictionary, TINY, progress=False)
+    first = train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), "epochs": 1}), progress=False)
+    saved = first.save(tmp_path / "first.keras")
+    second = TrainingConfig.from_dict({**TINY.to_dict(), "epochs": 1, "learning_rate": 3e-4})
+    ckpt = tmp_path / "cont"
+    continued = train(tiny_dictionary, second, initial_model=saved, checkpoint_dir=ckpt, progress=False)
+    assert continued.history["lr"] == pytest.approx([3e-4])
+    np.testing.assert_allclose(continued.history["loss"], straight.history["loss"][1:], rtol=1e-4)
+    for a, b in zip(continued.model.get_weights(), straight.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert continued.initial_model["epochs_completed"] == 1
+    assert len(continued.initial_model["sha256"]) == 64
+    assert continued.metadata()["continued_from"]["path"] == str(saved)
+    # the checkpoint key holds the start model: the same folder resumes, finished, without training again
+    again = train(tiny_dictionary, second, initial_model=saved, checkpoint_dir=ckpt, progress=False)
+    assert again.resumed_from_epoch == 1
+    with pytest.raises(CheckpointMismatchError):
+        train(tiny_dictionary, second, checkpoint_dir=ckpt, progress=False)
+
+
+@pytest.mark.parametrize("change, name", [({"seed": 2}, "config.seed"), ({"label_scaling": "none"}, "label_scaling"),
+                                           ({"validation_fraction": 0.3}, "config.validation_fraction")])
+def test_continuation_refuses_another_split_or_scaling(tiny_dictionary, tmp_path, change, name):
+    saved = train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), "epochs": 1}),
+                  progress=False).save(tmp_path / "first.keras")
+    with pytest.raises(ValueError, match=name):
+        train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), **change}), initial_model=saved,
+              progress=False)
+
+
+def test_continuation_refuses_another_network_or_missing_file(tiny_dictionary, tmp_path):
+    saved = train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), "epochs": 1}),
+                  progress=False).save(tmp_path / "first.keras")
+    with pytest.raises(ValueError, match="network"):
+        train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), "network": compact_config().to_dict()}),
+              initial_model=saved, progress=False)
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        train(tiny_dictionary, TINY, initial_model=tmp_path / "missing.keras", progress=False)
+
+
 def test_train_refuses_wrong_input_length(tiny_dictionary):
     with pytest.raises(ValueError, match="n_timepoints"):
         train(tiny_dictionary, TrainingConfig(network=compact_config(100)), progress=False)
