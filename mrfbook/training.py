@@ -383,7 +383,8 @@ def random_subset(dictionary: Any, n_atoms: int, *, seed: int = 0) -> Any:
     return dataclasses.replace(dictionary, **changes)
 
 
-def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 4096) -> dict[str, Any]:
+def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 4096,
+                           return_predictions: bool = False) -> Any:
     """Accuracy of a trained model on the atoms of a (test) dictionary.
 
     Parameters
@@ -391,12 +392,17 @@ def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 409
     model : TrainedModel
     dictionary : Dictionary
         E.g. the shifted test grid (``cached_dictionary(grid="test")``), no pair in common with training.
+    batch_size : int
+        Signatures per forward pass.
+    return_predictions : bool
+        Also return the predictions, so further analysis (e.g. :mod:`mrfbook.error_breakdown`)
+        needs no second pass.
 
     Returns
     -------
-    dict
+    dict, or (dict, (N, 2) float array) with ``return_predictions``
         ``n``, ``seconds`` (inference), and per parameter ``t1_rmse_ms``, ``t1_mae_ms``,
-        ``t1_max_abs_ms``, ``t1_r2`` (same for t2).
+        ``t1_max_abs_ms``, ``t1_r2`` (same for t2); the predicted (T1, T2) in ms.
 
     Explained in chapter 7, book/07_training.md.
     """
@@ -413,7 +419,7 @@ def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 409
         out[f"{name}_mae_ms"] = float(np.mean(np.abs(err)))
         out[f"{name}_max_abs_ms"] = float(np.max(np.abs(err)))
         out[f"{name}_r2"] = float(r2(pred[:, j], ref))
-    return out
+    return (out, pred) if return_predictions else out
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -227,6 +227,9 @@ def test_random_subset_and_evaluation(short_run, small_dictionary):
     assert m["t2_mae_ms"] == pytest.approx(np.mean(np.abs(pred[:, 1] - sub.t2_ms)))
     assert m["t2_max_abs_ms"] >= m["t2_rmse_ms"] >= m["t2_mae_ms"]
     assert 0.9 < m["t1_r2"] <= 1
+    m2, pred2 = evaluate_on_dictionary(trained, sub, return_predictions=True)
+    np.testing.assert_allclose(pred2, pred, rtol=1e-5)
+    assert m2["t1_rmse_ms"] == pytest.approx(m["t1_rmse_ms"])
 
 
 # ----------------------------------------------------------------------------- resume
