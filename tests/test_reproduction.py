@@ -11,7 +11,13 @@ import pytest
 
 from mrfbook.evaluation import SUMMARY_FORMAT, network_configs, storage_comparison
 from mrfbook.paper_figures import PAPER, paper_value
-from mrfbook.reproduction import covered_paper_keys, paper_number_keys, proposed_network, reproduction_rows
+from mrfbook.reproduction import (
+    covered_paper_keys,
+    paper_number_keys,
+    proposed_network,
+    qualitative_claims,
+    reproduction_rows,
+)
 
 
 def _map_score(t1_snr, t2_snr, t1_rmse, t2_rmse, restore_s, map_s):
@@ -274,3 +280,30 @@ def test_reproduction_rows_does_not_modify_the_summary(summary):
     before = copy.deepcopy(summary)
     reproduction_rows(summary)
     assert summary == before
+
+
+# -- the paper's comparative claims ------------------------------------------------------------------
+def test_qualitative_claims_follow_the_summary(summary):
+    claims = qualitative_claims(summary)
+    assert len(claims) == 4 and all(c["claim"] and c["paper"] and c["book"] for c in claims)
+    # hand-made summary: paper network 1.3/0.8 ms vs matching 2.887/2.886 -> holds; full T2 27.5 vs 22 dB -> holds;
+    # 15 %: proposed 29.6/18.4 vs zero-filled 12.3/7.4 -> +17.3/+11.0 dB >= 10 -> holds;
+    # FLOR minus proposed -0.9/+1.7 dB -> close -> holds
+    assert [c["holds"] for c in claims] == [True, True, True, True]
+    assert "+17.3 / +11.0 dB" in claims[2]["book"] and "-0.9 / +1.7 dB" in claims[3]["book"]
+
+
+def test_qualitative_claims_report_failures(summary):
+    worse = copy.deepcopy(summary)
+    worse["undersampled"]["scores"]["low-rank + paper network"]["t2_snr_db"] = 12.0  # 8.1 dB below FLOR
+    worse["full_sampling"]["scores"]["paper network"]["t2_snr_db"] = 21.0  # below matching's 22
+    claims = qualitative_claims(worse)
+    assert [c["holds"] for c in claims] == [True, False, False, False]
+    assert "+4.6 dB" in claims[2]["book"] and "+8.1 dB" in claims[3]["book"]
+    assert qualitative_claims(worse, close_db=9.0, lift_db=4.0)[3]["holds"] is True
+
+
+@pytest.mark.parametrize("kwargs, name", [({"close_db": 0}, "close_db"), ({"lift_db": -1.0}, "lift_db")])
+def test_qualitative_claims_bad_thresholds_name_the_parameter(summary, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        qualitative_claims(summary, **kwargs)
