@@ -510,23 +510,17 @@ def storage_comparison(n_atoms_t1t2: int, n_timepoints: int, network_configs: Ma
 # --------------------------------------------------------------------------------------------------
 # the summary chapter 9 reads
 # --------------------------------------------------------------------------------------------------
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def inputs_signature(networks: Mapping[str, ShippedNetwork], dictionary: Any, test_dictionary: Any) -> str:
     """SHA-256 over what the reproduction depends on: model files, dictionaries, library source.
 
     Explained in chapter 9, book/09_reproduction.md.
     """
+    from mrfbook.training import file_sha256
+
     h = hashlib.sha256()
     for name, model in networks.items():
         h.update(name.encode())
-        h.update(_file_digest(model.folder / "model.keras").encode())
+        h.update(file_sha256(model.folder / "model.keras").encode())
     for d in (dictionary, test_dictionary):
         h.update(d.sequence.digest.encode())
         h.update(np.asarray(d.t1_ms, dtype=np.float64).tobytes())

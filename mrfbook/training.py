@@ -65,6 +65,7 @@ __all__ = [
     "read_model_metadata",
     "sidecar_path",
     "runtime_info",
+    "file_sha256",
     "read_log",
     "predict_parameters",
     "predict_maps",
@@ -919,6 +920,12 @@ def train(
     if model is None and start_info is not None:
         keras.utils.set_random_seed(config.seed)
         model = keras.saving.load_model(Path(initial_model), compile=True)
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                f"initial_model {str(initial_model)!r} holds no optimizer state (saved uncompiled, e.g. by "
+                "scripts/strip_optimizer.py), so its run cannot be continued where it stopped; use the file "
+                "train() wrote, with its Adam state"
+            )
         if ckpt is not None:
             ckpt.mkdir(parents=True, exist_ok=True)
     if model is None:
@@ -989,7 +996,8 @@ def train(
     )
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (model files are tens of MB)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -1016,5 +1024,5 @@ def _check_initial_model(path: Path, config: TrainingConfig, scaling: LabelScali
             )
     if meta.get("label_scaling") != json.loads(json.dumps(scaling.to_dict())):
         raise ValueError(f"initial_model {str(path)!r} has label scaling {meta.get('label_scaling')}, this run {scaling.to_dict()}")
-    return {"path": str(path), "sha256": _file_sha256(path), "epochs_completed": meta.get("epochs_completed"),
+    return {"path": str(path), "sha256": file_sha256(path), "epochs_completed": meta.get("epochs_completed"),
             "training": earlier}

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from mrfbook.training import load_trained_model, save_trained_model  # noqa: E402
+from mrfbook.training import file_sha256, load_trained_model, save_trained_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = load_trained_model(args.model)  # compile=False: the optimizer is not restored
     meta = dict(trained.metadata)
     meta["optimizer_state"] = f"removed by scripts/strip_optimizer.py from {args.model.name}"
+    meta["stripped_from_sha256"] = file_sha256(args.model)  # the file a continuation may have recorded
     trained.metadata = meta
     save_trained_model(trained, args.out)
     copy = load_trained_model(args.out)

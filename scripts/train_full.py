@@ -8,8 +8,8 @@ Run from the repository root (on a GPU machine for the full run: ~2.2 h per 50 e
     .venv/bin/python scripts/train_full.py --max-atoms 2000 --epochs 1 --out /tmp/smoke   # smoke test
     .venv/bin/python scripts/train_full.py --compact --noise-snr 10 40 --out models/compact_resnet_noise
                                                                 # noise augmentation (chapter 10)
-    .venv/bin/python scripts/train_full.py --init-from models/paper_resnet/model.keras \
-        --learning-rate 1e-5 --epochs 20 --out models/paper_resnet_continued
+    .venv/bin/python scripts/train_full.py --init-from RUN/model.keras \
+        --learning-rate 1e-5 --epochs 20 --out RUN_continued
                                                                 # continue a finished run (chapter 7)
 
 Resumable: checkpoints go to ``<out>/checkpoints`` after every epoch; running the same command
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-from", type=Path, default=None, metavar="MODEL",
                     help="continue a finished run: start from this model.keras (weights and optimizer state) "
                          "instead of random weights; --epochs and --learning-rate then describe the continuation "
-                         "(e.g. --init-from models/paper_resnet/model.keras --learning-rate 1e-5 --epochs 20)")
+                         "(e.g. --init-from RUN/model.keras --learning-rate 1e-5 --epochs 20; the model.keras train() wrote, with its Adam state, not a stripped copy)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 

@@ -31,6 +31,7 @@ from mrfbook.training import (
     prepare_training_data,
     random_subset,
     read_log,
+    save_trained_model,
     sidecar_path,
     split_indices,
     train,
@@ -302,6 +303,10 @@ def test_continuation_refuses_another_network_or_missing_file(tiny_dictionary, t
     with pytest.raises(ValueError, match="network"):
         train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), "network": compact_config().to_dict()}),
               initial_model=saved, progress=False)
+    stripped = load_trained_model(saved)  # uncompiled: no optimizer state
+    save_trained_model(stripped, tmp_path / "stripped.keras")
+    with pytest.raises(ValueError, match="no optimizer state"):
+        train(tiny_dictionary, TINY, initial_model=tmp_path / "stripped.keras", progress=False)
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         train(tiny_dictionary, TINY, initial_model=tmp_path / "missing.keras", progress=False)
 
