@@ -41,6 +41,8 @@ from keras import ops
 
 from mrfbook.inference import normalise_signatures, predict_maps, predict_parameters
 from mrfbook.network import NetworkConfig, build_from_config, paper_config
+from mrfbook.sequence import FispSequence
+from mrfbook.tissue_sampling import fresh_training_set
 
 __all__ = [
     "LabelScaling",
@@ -203,6 +205,15 @@ class TrainingConfig:
         uninterrupted one. Validation data stay clean. Left out of
         :meth:`to_dict` when None, so configurations and checkpoints written
         before this field existed still match.
+    fresh_tissues : bool
+        Not in the paper (default False: train on the dictionary's atoms). True: every
+        epoch trains on as many *new* tissues as the training split holds, drawn uniformly
+        from the (T1, T2) region the training atoms span (T1 >= T2) and simulated with the
+        dictionary's sequence (:func:`mrfbook.tissue_sampling.fresh_training_set`), seeded
+        from ``(seed, epoch)`` so a resumed run sees the same tissues. The validation split
+        stays the held-out atoms. Removes the grid rows a network otherwise never sees
+        between (chapter 7). Needs a (T1, T2) dictionary of a FispSequence (no B1). Left out
+        of :meth:`to_dict` when False.
 
     Explained in chapter 7, book/07_training.md; noise augmentation in chapter 10,
     book/10_beyond.md.
@@ -221,6 +232,7 @@ class TrainingConfig:
     mixed_precision: bool = False
     jit_compile: bool | str = "auto"
     noise_snr_db: tuple[float, float] | None = None
+    fresh_tissues: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, NetworkConfig):
@@ -243,6 +255,8 @@ class TrainingConfig:
             raise ValueError(f"jit_compile must be True, False or 'auto', got {self.jit_compile!r}")
         if self.noise_snr_db is not None:
             object.__setattr__(self, "noise_snr_db", _check_snr_range(self.noise_snr_db))
+        if not isinstance(self.fresh_tissues, bool):
+            raise ValueError(f"fresh_tissues must be True or False, got {self.fresh_tissues!r}")
 
     @classmethod
     def paper_exact(cls, **changes: Any) -> "TrainingConfig":
@@ -255,9 +269,11 @@ class TrainingConfig:
         return float(max(lr, self.min_learning_rate))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict; ``noise_snr_db`` appears only when set (see the class docstring)."""
+        """Plain JSON-able dict; ``noise_snr_db`` and ``fresh_tissues`` appear only when set (see the class docstring)."""
         d = dataclasses.asdict(self)
         d["network"] = self.network.to_dict()
+        if not self.fresh_tissues:
+            del d["fresh_tissues"]
         if self.noise_snr_db is None:
             del d["noise_snr_db"]
         else:
@@ -825,6 +841,7 @@ def train(
     progress: bool = True,
     log_path: str | os.PathLike | None = None,
     initial_model: str | os.PathLike | None = None,
+    reset_optimizer: bool = False,
 ) -> TrainingResult:
     """Train the network on ``dictionary`` (resuming from ``checkpoint_dir`` if it holds a run).
 
@@ -861,6 +878,12 @@ def train(
         :attr:`TrainingResult.initial_model` records where the run started.
         Batch orders (and augmentation noise) continue from the initial model's
         epoch count, as if its run had gone on.
+    reset_optimizer : bool
+        With ``initial_model``: start from its weights with a *new* Adam optimizer
+        (fine-tuning, e.g. with ``config.fresh_tissues``) instead of its saved
+        optimizer state, so weights-only copies (``scripts/strip_optimizer.py``) can
+        start a run. The same checks of network, split and labels apply. Without
+        ``initial_model``, ValueError.
 
     Returns
     -------
@@ -872,6 +895,8 @@ def train(
         config = TrainingConfig(network=paper_config(int(np.asarray(dictionary.atoms).shape[-1])))
     if not isinstance(config, TrainingConfig):
         raise ValueError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    if reset_optimizer and initial_model is None:
+        raise ValueError("reset_optimizer=True needs an initial_model whose weights the run starts from")
     x, y_ms = prepare_training_data(dictionary)
     n_atoms, n_t = x.shape
     if n_t != config.network.n_timepoints:
@@ -886,6 +911,7 @@ def train(
     scaling = make_label_scaling(config.label_scaling, y_ms[train_idx])
     y = scaling.transform(y_ms)
     x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+    tissue_ranges = _fresh_tissue_ranges(dictionary, y_ms[train_idx]) if config.fresh_tissues else None
     info = runtime_info()
 
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -901,6 +927,8 @@ def train(
     if initial_model is not None:
         start_info = _check_initial_model(Path(initial_model), config, scaling, seq_digest)
         run_key["initial_model_sha256"] = start_info["sha256"]
+        if reset_optimizer:
+            run_key["reset_optimizer"] = True
 
     history: dict[str, list[float]] = {}
     start_epoch = 0
@@ -919,12 +947,14 @@ def train(
         start_epoch = int(state["epochs_completed"])
     if model is None and start_info is not None:
         keras.utils.set_random_seed(config.seed)
-        model = keras.saving.load_model(Path(initial_model), compile=True)
-        if getattr(model, "optimizer", None) is None:
+        model = keras.saving.load_model(Path(initial_model), compile=not reset_optimizer)
+        if reset_optimizer:
+            _compile(model, config, scaling, _is_gpu(info))
+        elif getattr(model, "optimizer", None) is None:
             raise ValueError(
                 f"initial_model {str(initial_model)!r} holds no optimizer state (saved uncompiled, e.g. by "
                 "scripts/strip_optimizer.py), so its run cannot be continued where it stopped; use the file "
-                "train() wrote, with its Adam state"
+                "train() wrote, with its Adam state, or reset_optimizer=True to fine-tune from its weights"
             )
         if ckpt is not None:
             ckpt.mkdir(parents=True, exist_ok=True)
@@ -952,11 +982,16 @@ def train(
             data_epoch = epoch + epoch_offset
             order = _epoch_order(len(train_idx), config.seed, data_epoch)
             t0 = time.perf_counter()
-            x_epoch = x_train[order]
+            if tissue_ranges is not None:
+                x_epoch, y_epoch_ms = fresh_training_set(
+                    dictionary.sequence, len(train_idx), seed=[config.seed, 2, data_epoch], **tissue_ranges)
+                y_epoch = scaling.transform(y_epoch_ms)
+            else:
+                x_epoch, y_epoch = x_train[order], y_train[order]
             if config.noise_snr_db is not None:
                 x_epoch = noisy_training_inputs(x_epoch, config.noise_snr_db, config.seed, data_epoch)
             h = model.fit(
-                x_epoch, y_train[order],
+                x_epoch, y_epoch,
                 batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
                 validation_data=(x_val, y_val), validation_batch_size=max(config.batch_size, 1024), verbose=0,
             )
@@ -994,6 +1029,16 @@ def train(
         sequence_digest=seq_digest, n_atoms=n_atoms, resumed_from_epoch=start_epoch, runtime=info,
         initial_model=start_info,
     )
+
+
+def _fresh_tissue_ranges(dictionary: Any, y_train_ms: np.ndarray) -> dict[str, tuple[float, float]]:
+    """The (T1, T2) ranges the training atoms span, for ``TrainingConfig.fresh_tissues``."""
+    if not isinstance(getattr(dictionary, "sequence", None), FispSequence):
+        raise ValueError("config.fresh_tissues needs a dictionary with its FispSequence (dictionary.sequence) to simulate new tissues")
+    if getattr(dictionary, "b1_scale", None) is not None:
+        raise ValueError("config.fresh_tissues supports (T1, T2) dictionaries only; this one has a B1 axis")
+    return {"t1_range_ms": (float(y_train_ms[:, 0].min()), float(y_train_ms[:, 0].max())),
+            "t2_range_ms": (float(y_train_ms[:, 1].min()), float(y_train_ms[:, 1].max()))}
 
 
 def file_sha256(path: str | os.PathLike) -> str:

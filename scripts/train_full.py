@@ -11,6 +11,9 @@ Run from the repository root (on a GPU machine for the full run: ~2.2 h per 50 e
     .venv/bin/python scripts/train_full.py --init-from RUN/model.keras \
         --learning-rate 1e-5 --epochs 20 --out RUN_continued
                                                                 # continue a finished run (chapter 7)
+    .venv/bin/python scripts/train_full.py --init-from models/paper_resnet_continued/model.keras \
+        --reset-optimizer --fresh-tissues --learning-rate 1e-5 --lr-decay-every 6 --epochs 12 \
+        --out models/paper_resnet_fresh                         # fine-tune on off-grid tissues (chapter 7)
 
 Resumable: checkpoints go to ``<out>/checkpoints`` after every epoch; running the same command
 again continues after the last completed epoch (a larger ``--epochs`` extends a finished run).
@@ -85,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="continue a finished run: start from this model.keras (weights and optimizer state) "
                          "instead of random weights; --epochs and --learning-rate then describe the continuation "
                          "(e.g. --init-from RUN/model.keras --learning-rate 1e-5 --epochs 20; the model.keras train() wrote, with its Adam state, not a stripped copy)")
+    ap.add_argument("--reset-optimizer", action="store_true",
+                    help="with --init-from: start from the model's weights with a new Adam optimizer (fine-tuning; "
+                         "weights-only copies such as the shipped models work)")
+    ap.add_argument("--fresh-tissues", action="store_true",
+                    help="train every epoch on new random tissues drawn uniformly from the training grid's (T1, T2) "
+                         "region instead of the grid atoms (TrainingConfig.fresh_tissues, chapter 7)")
+    ap.add_argument("--lr-decay-every", type=int, default=None,
+                    help="epochs between the x0.1 learning-rate steps (default: TrainingConfig's, 10)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -108,13 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         changes["learning_rate"] = args.learning_rate
     if args.noise_snr is not None:
         changes["noise_snr_db"] = tuple(args.noise_snr)
+    if args.fresh_tissues:
+        changes["fresh_tissues"] = True
+    if args.lr_decay_every is not None:
+        changes["lr_decay_every"] = args.lr_decay_every
+    if args.reset_optimizer and args.init_from is None:
+        ap.error("--reset-optimizer needs --init-from MODEL")
     try:
         config = TrainingConfig.paper_exact(**changes) if args.paper_exact else TrainingConfig(**changes)
     except ValueError as exc:
         ap.error(str(exc))
     t_train = time.perf_counter()
     result = train(dictionary, config, checkpoint_dir=out / "checkpoints",
-                   log_path=out / "training_log.jsonl", progress=progress, initial_model=args.init_from)
+                   log_path=out / "training_log.jsonl", progress=progress, initial_model=args.init_from,
+                   reset_optimizer=args.reset_optimizer)
     train_seconds = time.perf_counter() - t_train
     model_path = result.save(out / "model.keras")
     (out / "history.json").write_text(json.dumps(result.history, indent=1))
@@ -140,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         "sequence_digest": sequence.digest,
         "noise_snr_db": list(config.noise_snr_db) if config.noise_snr_db is not None else None,
         "continued_from": result.initial_model,
+        "reset_optimizer": bool(args.reset_optimizer),
+        "fresh_tissues": bool(config.fresh_tissues),
         "epochs_completed": result.epochs_completed,
         "resumed_from_epoch": result.resumed_from_epoch,
         "seconds_this_call": train_seconds,
