@@ -465,6 +465,16 @@ def test_noisy_training_inputs_stated_snr_and_deterministic(small_dictionary):
     assert err_b.max() / err_b.min() > 300 and err_b.max() < 0.1 * 1.5
 
 
+def _assert_interrupted_run_resumes_identically(dictionary, config, straight, ckpt):
+    """A run stopped after epoch 1 and resumed from ``ckpt`` repeats ``straight`` (losses and weights)."""
+    train(dictionary, TrainingConfig.from_dict({**config.to_dict(), "epochs": 1}), checkpoint_dir=ckpt, progress=False)
+    resumed = train(dictionary, config, checkpoint_dir=ckpt, progress=False)
+    assert resumed.resumed_from_epoch == 1
+    np.testing.assert_allclose(resumed.history["loss"], straight.history["loss"], rtol=1e-4)
+    for a, b in zip(resumed.model.get_weights(), straight.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
 def test_noise_training_changes_inputs_keeps_validation_clean_and_resumes(tiny_dictionary, tmp_path):
     noisy_cfg = TrainingConfig.from_dict({**TINY.to_dict(), "noise_snr_db": [10.0, 20.0]})
     clean = train(tiny_dictionary, TINY, progress=False)
@@ -479,11 +489,42 @@ def test_noise_training_changes_inputs_keeps_validation_clean_and_resumes(tiny_d
     assert straight.history["val_loss"][-1] == pytest.approx(val_loss, rel=1e-4)
     # interrupted after epoch 1 and resumed: the same noise, losses and weights as the straight run
     ckpt = tmp_path / "noisy"
-    train(tiny_dictionary, TrainingConfig.from_dict({**noisy_cfg.to_dict(), "epochs": 1}), checkpoint_dir=ckpt,
-          progress=False)
-    resumed = train(tiny_dictionary, noisy_cfg, checkpoint_dir=ckpt, progress=False)
-    assert resumed.resumed_from_epoch == 1
-    np.testing.assert_allclose(resumed.history["loss"], straight.history["loss"], rtol=1e-4)
-    for a, b in zip(resumed.model.get_weights(), straight.model.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    _assert_interrupted_run_resumes_identically(tiny_dictionary, noisy_cfg, straight, ckpt)
     assert json.loads((ckpt / "state.json").read_text())["run_key"]["config"]["noise_snr_db"] == [10.0, 20.0]
+
+
+def test_fresh_tissue_training_uses_new_tissues_and_resumes(tiny_dictionary, tmp_path):
+    fresh_cfg = TrainingConfig.from_dict({**TINY.to_dict(), "fresh_tissues": True})
+    assert "fresh_tissues" not in TINY.to_dict() and fresh_cfg.to_dict()["fresh_tissues"] is True
+    assert TrainingConfig.from_dict(fresh_cfg.to_dict()) == fresh_cfg
+    with pytest.raises(ValueError, match="fresh_tissues"):
+        TrainingConfig(fresh_tissues=1)
+    on_grid = train(tiny_dictionary, TINY, progress=False)
+    straight = train(tiny_dictionary, fresh_cfg, progress=False)
+    # same initial weights, other training signatures: the first training loss differs
+    assert straight.history["loss"][0] != pytest.approx(on_grid.history["loss"][0], rel=1e-6)
+    # interrupted after epoch 1 and resumed: the same tissues, losses and weights as the straight run
+    _assert_interrupted_run_resumes_identically(tiny_dictionary, fresh_cfg, straight, tmp_path / "fresh")
+    b1_dict = build_dictionary(tiny_dictionary.sequence, tiny_dictionary.t1_ms, tiny_dictionary.t2_ms,
+                               b1=np.ones(len(tiny_dictionary.t1_ms)))
+    with pytest.raises(ValueError, match="B1"):
+        train(b1_dict, fresh_cfg, progress=False)
+
+
+def test_reset_optimizer_fine_tunes_a_weights_only_model(tiny_dictionary, tmp_path):
+    first = train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), "epochs": 1}), progress=False)
+    saved = first.save(tmp_path / "first.keras")
+    save_trained_model(load_trained_model(saved), tmp_path / "stripped.keras")  # no optimizer state
+    with pytest.raises(ValueError, match="initial_model"):
+        train(tiny_dictionary, TINY, reset_optimizer=True, progress=False)
+    # at a vanishing learning rate the fine-tuned weights are the stripped model's
+    still = TrainingConfig.from_dict({**TINY.to_dict(), "epochs": 1, "learning_rate": 1e-12,
+                                      "min_learning_rate": 1e-12})
+    tuned = train(tiny_dictionary, still, initial_model=tmp_path / "stripped.keras", reset_optimizer=True,
+                  progress=False)
+    for a, b in zip(tuned.model.get_weights(), first.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+    assert tuned.initial_model["epochs_completed"] == 1
+    # the optimizer is new: its iteration count restarts (the continued one carries the first run's steps)
+    continued = train(tiny_dictionary, still, initial_model=saved, progress=False)
+    assert int(tuned.model.optimizer.iterations) < int(continued.model.optimizer.iterations)
