@@ -358,6 +358,15 @@ def test_train_then_map_with_the_model(data, tmp_path):
     assert listing(tmp_path) == before
 
 
+@pytest.mark.skipif(not HAVE_TRAINING, reason="mrfbook.training not written yet")
+def test_train_on_fresh_tissues(data, tmp_path):
+    result = run_cli("train", data["dir"] / "dict.npz", "--output", "fresh.keras", "--compact", "--epochs", "1",
+                     "--batch-size", "64", "--fresh-tissues", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tmp_path / "fresh.json").read_text())
+    assert meta["training"]["fresh_tissues"] is True, meta["training"]
+
+
 def test_train_refuses_bad_input(data, tmp_path):
     folder = data["dir"]
     before = listing(tmp_path)
