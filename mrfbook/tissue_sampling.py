@@ -4,8 +4,8 @@ A dictionary samples (T1, T2) on a grid (the paper's: every 10 ms). A network tr
 sees each T2 row and nothing between; where the fingerprint changes quickly with T2 (short
 T2), it interpolates poorly between rows (chapter 7, "Between the grid rows"). Drawing new
 tissues uniformly from the same region every epoch removes the rows: over many epochs the
-network sees the whole continuum, at the cost of one EPG simulation per epoch (about 1 s for
-64,000 tissues on two cores).
+network sees the whole continuum, at the cost of one EPG simulation per epoch (about 0.4 s for
+64,080 tissues on the project's 2-core CPU, measured 2026-11-26).
 
 Explained in chapter 7, book/07_training.md.
 """
