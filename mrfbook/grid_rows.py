@@ -99,8 +99,8 @@ def errors_by_t2_row(
     all_t2 = np.concatenate([np.full(r.size, v) for r, v in zip(rows_t1, t2)])
     pred = predict_parameters(model, build_dictionary(sequence, all_t1, all_t2).atoms, batch_size=batch_size)
     n = np.array([r.size for r in rows_t1])
-    bounds = np.concatenate([[0], np.cumsum(n)])
-    err = pred - np.stack([all_t1, all_t2], axis=1)
-    rmse = np.array([np.sqrt(np.mean(err[a:b] ** 2, axis=0)) for a, b in zip(bounds[:-1], bounds[1:])])
+    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+    sq_err = (pred - np.stack([all_t1, all_t2], axis=1)) ** 2
+    rmse = np.sqrt(np.add.reduceat(sq_err, starts, axis=0) / n[:, None])
     on_row = np.array([bool(np.any(np.isclose(v, train_t2, rtol=0, atol=1e-6))) for v in t2])
     return RowErrors(t2_ms=t2, on_training_row=on_row, n=n, t1_rmse_ms=rmse[:, 0], t2_rmse_ms=rmse[:, 1])

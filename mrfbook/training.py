@@ -980,13 +980,13 @@ def train(
             _set_lr(model, lr)
             # a continuation draws the batch orders (and noise) of the epochs after the initial model's
             data_epoch = epoch + epoch_offset
-            order = _epoch_order(len(train_idx), config.seed, data_epoch)
             t0 = time.perf_counter()
             if tissue_ranges is not None:
                 x_epoch, y_epoch_ms = fresh_training_set(
                     dictionary.sequence, len(train_idx), seed=[config.seed, 2, data_epoch], **tissue_ranges)
                 y_epoch = scaling.transform(y_epoch_ms)
             else:
+                order = _epoch_order(len(train_idx), config.seed, data_epoch)
                 x_epoch, y_epoch = x_train[order], y_train[order]
             if config.noise_snr_db is not None:
                 x_epoch = noisy_training_inputs(x_epoch, config.noise_snr_db, config.seed, data_epoch)
