@@ -3,10 +3,10 @@
 Run by hand:  python benchmarks/bench_dictionary.py [--repeats N]
 
 Measures (medians over ``--repeats`` runs, after one warm-up so numba compilation is excluded):
-- EPG build of the full dictionary (mrfbook.dictionary.build_dictionary);
+- EPG build of the full dictionary (mrfbook.physics.dictionary.build_dictionary);
 - save to / load from an uncompressed float32 .npz (size on disk);
 - row normalisation;
-- the temporal SVD basis: mrfbook.compression.svd_basis (float64 Gram matrix + eigh) against the
+- the temporal SVD basis: mrfbook.physics.compression.svd_basis (float64 Gram matrix + eigh) against the
   strongest plain baseline, LAPACK's thin SVD ``np.linalg.svd(atoms, full_matrices=False)`` on
   the same float32 matrix, with the agreement of the leading singular values.
 Prints a table and ends with one JSON line of figures.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mrfbook.compression import rank_for_energy, svd_basis
-from mrfbook.dictionary import Dictionary, build_dictionary
-from mrfbook.sequence import paper_sequence
+from mrfbook.physics.compression import rank_for_energy, svd_basis
+from mrfbook.physics.dictionary import Dictionary, build_dictionary
+from mrfbook.physics.sequence import paper_sequence
 
 
 def median_time(fn, repeats: int) -> tuple[float, object]:

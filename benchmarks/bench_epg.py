@@ -2,16 +2,16 @@
 
 Times, on this machine:
 
-* the compiled EPG (:func:`mrfbook.epg.simulate_fisp`, numba, parallel over
+* the compiled EPG (:func:`mrfbook.physics.epg.simulate_fisp`, numba, parallel over
   tissues, all states = exact): median of ``--repeats`` runs after a warm-up;
   compile time measured separately in a fresh process with an empty numba
   cache, and the time to load the cached compiled code;
 * the same with the authors' 20-state truncation;
 * the strongest honest baseline, the same EPG in vectorised NumPy
-  (:func:`mrfbook.epg.simulate_fisp_numpy`, identical pruning of unreachable
+  (:func:`mrfbook.physics.epg.simulate_fisp_numpy`, identical pruning of unreachable
   orders); ``--quick`` times it on every 10th tissue and scales by the
   tissue count (stated in the output); also the NumPy EPG without pruning;
-* the isochromat Bloch reference (:func:`mrfbook.bloch.simulate_fisp_isochromats`)
+* the isochromat Bloch reference (:func:`mrfbook.physics.bloch.simulate_fisp_isochromats`)
   per tissue.
 
 Peak memory: tracemalloc peak of NumPy allocations during one compiled run,
@@ -30,16 +30,15 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 import tracemalloc
 
 import numpy as np
 
-from mrfbook.bloch import simulate_fisp_isochromats
-from mrfbook.epg import simulate_fisp, simulate_fisp_numpy
-from mrfbook.sequence import paper_sequence
+from mrfbook.physics.bloch import simulate_fisp_isochromats
+from mrfbook.physics.epg import simulate_fisp, simulate_fisp_numpy
+from mrfbook.physics.sequence import paper_sequence
 
-from mrfbook.dictionary import paper_grid
+from mrfbook.physics.dictionary import paper_grid
 
 from benchutil import timed
 
@@ -53,7 +52,7 @@ def grid() -> tuple[np.ndarray, np.ndarray]:
 
 _FIRST_CALL = (
     "import time, numpy as np; t0 = time.perf_counter(); "
-    "from mrfbook.epg import simulate_fisp; from mrfbook.sequence import paper_sequence; "
+    "from mrfbook.physics.epg import simulate_fisp; from mrfbook.physics.sequence import paper_sequence; "
     "s = paper_sequence(); t1 = time.perf_counter(); simulate_fisp(s, np.array([800.0]), np.array([80.0])); "
     "t2 = time.perf_counter(); simulate_fisp(s, np.array([800.0]), np.array([80.0])); "
     "t3 = time.perf_counter(); print((t2 - t1) - (t3 - t2))"

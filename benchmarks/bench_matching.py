@@ -1,6 +1,6 @@
 """Benchmark: dictionary matching against the 80,100-atom paper dictionary.
 
-Workloads (signatures simulated with :func:`mrfbook.epg.simulate_fisp`, scaled by PD):
+Workloads (signatures simulated with :func:`mrfbook.physics.epg.simulate_fisp`, scaled by PD):
 
 * ``slice``   -- the 128 x 128 brain phantom stack: 16,384 signatures, of which the
   tissue pixels carry signal (background is exactly zero; both methods skip it);
@@ -12,10 +12,10 @@ Workloads (signatures simulated with :func:`mrfbook.epg.simulate_fisp`, scaled b
 
 Methods:
 
-* baseline -- :func:`mrfbook.matching.brute_force_match`: one float32 BLAS product
+* baseline -- :func:`mrfbook.recon.matching.brute_force_match`: one float32 BLAS product
   (chunk of 1,024 signatures x all unit atoms) plus ``argmax`` per chunk, the strongest
   honest simple method;
-* ours -- :func:`mrfbook.matching.match_signatures` (default SVD rank, exact
+* ours -- :func:`mrfbook.recon.matching.match_signatures` (default SVD rank, exact
   branch-and-bound + float64 re-scoring); a rank sweep on ``tissue``.
 
 Agreement is the fraction of signatures given the same atom as the exhaustive float64
@@ -39,10 +39,10 @@ import tracemalloc
 
 import numpy as np
 
-from mrfbook.dictionary import cached_dictionary, shifted_test_grid
-from mrfbook.epg import simulate_fisp
-from mrfbook.matching import DEFAULT_RANK, _INDEX_CACHE, brute_force_match, match_signatures
-from mrfbook.phantom import brain_phantom
+from mrfbook.physics.dictionary import cached_dictionary, shifted_test_grid
+from mrfbook.physics.epg import simulate_fisp
+from mrfbook.recon.matching import DEFAULT_RANK, _INDEX_CACHE, brute_force_match, match_signatures
+from mrfbook.physics.phantom import brain_phantom
 from benchutil import timed
 
 

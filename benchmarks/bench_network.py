@@ -6,7 +6,7 @@ Usage (from the repository root; takes ~10 min on the 2-core machine)::
 
 Inference: 16,384 random signatures (one 128x128 map) of 200 time points through
 ``model.predict`` for the paper network and the compact variant
-(``mrfbook.network.compact_config``), batch sizes 256 / 1024 / 4096 / 16384, with
+(``mrfbook.nn.network.compact_config``), batch sizes 256 / 1024 / 4096 / 16384, with
 and without XLA compilation (``jit_compile``). Each cell: one warm-up call (tracing /
 compilation excluded), then the median of ``--repeats`` timed calls. The paper network with jit
 is timed at batch 4096 only by default (``--paper-jit-batch-sizes``): XLA is ~3x slower than the
@@ -20,7 +20,7 @@ of 3 epochs, scaled linearly to the full paper dictionary of 80,100 signatures
 (64,080 training + 16,020 validation).
 
 Brain slice: the same networks on the tissue pixels of the book's 128x128 brain phantom only
-(what ``mrfbook.inference.predict_maps`` evaluates; background pixels carry no signal), with the
+(what ``mrfbook.nn.inference.predict_maps`` evaluates; background pixels carry no signal), with the
 effective arithmetic throughput.
 
 Prints a table and ends with ONE JSON line.
@@ -41,12 +41,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mrfbook.network import build_from_config, compact_config, multiply_adds, paper_config, parameter_count  # noqa: E402
-from mrfbook.phantom import brain_phantom  # noqa: E402
-from mrfbook.training import TrainingConfig, _compile, LabelScaling, runtime_info  # noqa: E402
+from mrfbook.nn.network import build_from_config, compact_config, multiply_adds, paper_config, parameter_count  # noqa: E402
+from mrfbook.physics.phantom import brain_phantom  # noqa: E402
+from mrfbook.nn.training import TrainingConfig, _compile
+from mrfbook.nn.model import LabelScaling
+from mrfbook.nn.runs import runtime_info  # noqa: E402
 
 N_MAP = 128 * 128
 N_FULL = 80_100
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     # What a map of the brain slice costs in practice: predict_maps only runs the tissue pixels.
     n_slice = int(brain_phantom(128).tissue_mask.sum())
     say()
-    say(f"Brain slice: the {n_slice:,} tissue pixels of mrfbook.phantom.brain_phantom(128) (what predict_maps "
+    say(f"Brain slice: the {n_slice:,} tissue pixels of mrfbook.physics.phantom.brain_phantom(128) (what predict_maps "
         f"evaluates), best batch above, no jit, median of {args.repeats}; effective throughput = 2 x multiply-adds "
         "x signatures / wall time")
     slice_s: dict[str, float] = {}

@@ -1,13 +1,13 @@
 """Benchmark: restoring a 128 x 128 x 200 brain image stack from 15 % of k-space.
 
-Times, on this machine, for the brain phantom (:func:`mrfbook.phantom.brain_phantom`)
+Times, on this machine, for the brain phantom (:func:`mrfbook.physics.phantom.brain_phantom`)
 and the paper's sequence, variable-density line masks at 15 % (seed 0), no noise:
 
 * zero filling (``F_u^H Y``);
-* low-rank restoration, eq. 2 of the paper (:func:`mrfbook.lowrank.lowrank_restore`,
+* low-rank restoration, eq. 2 of the paper (:func:`mrfbook.recon.lowrank.lowrank_restore`,
   lam = 5, mu = 1, tol = 1e-4), ISTA and FISTA, run to convergence: median wall time of
   ``--repeats`` runs after a warm-up, iterations, time per iteration;
-* FLOR (:func:`mrfbook.flor.flor_restore`, 30 iterations as the authors);
+* FLOR (:func:`mrfbook.recon.flor.flor_restore`, 30 iterations as the authors);
 * the baseline: the same proximal gradient with a plain full SVD per iteration
   (``numpy.linalg.svd(full_matrices=False)``, ``svt_method="svd"``). Running it to
   convergence would take many minutes, so its *per-iteration* cost is measured
@@ -42,12 +42,12 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mrfbook.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
-from mrfbook.dictionary import cached_dictionary
-from mrfbook.flor import flor_restore
-from mrfbook.lowrank import data_scale, lowrank_restore, svt
-from mrfbook.phantom import brain_phantom
-from mrfbook.sequence import paper_sequence
+from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
+from mrfbook.physics.dictionary import cached_dictionary
+from mrfbook.recon.flor import flor_restore
+from mrfbook.recon.lowrank import data_scale, lowrank_restore, svt
+from mrfbook.physics.phantom import brain_phantom
+from mrfbook.physics.sequence import paper_sequence
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_restoration.txt"
 

@@ -2,12 +2,12 @@
 
 Modules (each explained in the book chapter named in its docstring):
 
-- :mod:`mrfbook.sequence` -- the FISP sequence (flip angles, TR, TE, RF phase, inversion).
-- :mod:`mrfbook.epg` / :mod:`mrfbook.bloch` -- extended-phase-graph and isochromat simulation.
-- :mod:`mrfbook.dictionary` / :mod:`mrfbook.compression` -- the paper's dictionary and its SVD.
-- :mod:`mrfbook.matching`, :mod:`mrfbook.phantom`, :mod:`mrfbook.acquisition`,
-  :mod:`mrfbook.lowrank`, :mod:`mrfbook.flor`, :mod:`mrfbook.metrics` -- the classical pipeline.
-- :mod:`mrfbook.network`, :mod:`mrfbook.training`, :mod:`mrfbook.inference` -- the residual CNN.
+- :mod:`mrfbook.physics.sequence` -- the FISP sequence (flip angles, TR, TE, RF phase, inversion).
+- :mod:`mrfbook.physics.epg` / :mod:`mrfbook.physics.bloch` -- extended-phase-graph and isochromat simulation.
+- :mod:`mrfbook.physics.dictionary` / :mod:`mrfbook.physics.compression` -- the paper's dictionary and its SVD.
+- :mod:`mrfbook.recon.matching`, :mod:`mrfbook.physics.phantom`, :mod:`mrfbook.recon.acquisition`,
+  :mod:`mrfbook.recon.lowrank`, :mod:`mrfbook.recon.flor`, :mod:`mrfbook.metrics` -- the classical pipeline.
+- :mod:`mrfbook.nn.network`, :mod:`mrfbook.nn.training`, :mod:`mrfbook.nn.inference` -- the residual CNN.
 
 Submodules are imported on demand so that ``import mrfbook`` stays light (no TensorFlow).
 """

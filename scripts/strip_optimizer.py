@@ -1,6 +1,6 @@
 """Write a copy of a trained model without its optimizer state (weights and metadata only).
 
-A model saved by ``mrfbook.training.train`` keeps Adam's two moment estimates per weight so its run
+A model saved by ``mrfbook.nn.training.train`` keeps Adam's two moment estimates per weight so its run
 can be continued (``train(..., initial_model=...)``); for inference they are dead weight (about two
 thirds of the file). This writes ``OUT`` with the same weights, architecture and embedded metadata
 (sequence, label scaling, configurations), plus its readable sidecar, and checks that the copy
@@ -19,12 +19,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from mrfbook.training import file_sha256, load_trained_model, save_trained_model  # noqa: E402
+from mrfbook.utils.provenance import file_sha256
+from mrfbook.nn.model import load_trained_model, save_trained_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path, help="model.keras written by mrfbook.training")
+    ap.add_argument("model", type=Path, help="model.keras written by mrfbook.nn.training")
     ap.add_argument("out", type=Path, help="where to write the copy (.keras); must differ from MODEL")
     args = ap.parse_args(argv)
     if args.out.resolve() == args.model.resolve():

@@ -43,16 +43,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from mrfbook.dictionary import cached_dictionary  # noqa: E402
-from mrfbook.network import compact_config, paper_config, parameter_count  # noqa: E402
-from mrfbook.sequence import paper_sequence  # noqa: E402
-from mrfbook.training import (  # noqa: E402
-    TrainingConfig,
-    evaluate_on_dictionary,
-    random_subset,
-    runtime_info,
-    train,
-)
+from mrfbook.physics.dictionary import cached_dictionary  # noqa: E402
+from mrfbook.nn.network import compact_config, paper_config, parameter_count  # noqa: E402
+from mrfbook.physics.sequence import paper_sequence  # noqa: E402
+from mrfbook.nn.training import TrainingConfig, train
+from mrfbook.analysis.experiments import evaluate_on_dictionary
+from mrfbook.nn.data import random_subset
+from mrfbook.nn.runs import runtime_info
 
 PAPER_TEST = {"t1_rmse_ms": 0.659, "t2_rmse_ms": 0.491, "t1_r2": 0.99999986, "t2_r2": 0.99999963}
 

@@ -1,21 +1,15 @@
-"""Tests for mrfbook.acquisition: image stacks, variable-density masks, F_u and its adjoint."""
+"""Tests for mrfbook.recon.acquisition: image stacks, variable-density masks, F_u and its adjoint."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mrfbook.acquisition import (
-    UndersampledFourier,
-    add_noise,
-    density_pdf,
-    image_stack,
-    variable_density_masks,
-    zero_filled,
-)
-from mrfbook.epg import simulate_fisp
-from mrfbook.phantom import TissueMaps
-from mrfbook.sequence import paper_sequence
+from mrfbook.recon.acquisition import UndersampledFourier, density_pdf, image_stack, variable_density_masks, zero_filled
+from mrfbook.physics.noise import add_noise
+from mrfbook.physics.epg import simulate_fisp
+from mrfbook.physics.phantom import TissueMaps
+from mrfbook.physics.sequence import paper_sequence
 
 
 def _random_stack(shape, seed):

@@ -4,9 +4,9 @@ the analytic FISP steady state."""
 import numpy as np
 import pytest
 
-from mrfbook.bloch import fisp_steady_state, rotation_matrix, simulate_fisp_isochromats
-from mrfbook.epg import simulate_fisp
-from mrfbook.sequence import constant_sequence, paper_sequence
+from mrfbook.physics.bloch import fisp_steady_state, rotation_matrix, simulate_fisp_isochromats
+from mrfbook.physics.epg import simulate_fisp
+from mrfbook.physics.sequence import constant_sequence, paper_sequence
 
 SEQ = paper_sequence()
 

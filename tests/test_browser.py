@@ -10,7 +10,7 @@ For each page listed in ``_toc.yml`` (plus ``index.html`` and any other page und
 * a link to a file of the build (same origin) whose target does not exist,
 * an executed cell that shows an error (MyST-NB renders error outputs as
   ``div.output.traceback``; a ``Traceback`` printed to stderr counts too),
-* a kernel-free slider (``.mrf-static-slider``, :mod:`mrfbook.html_gallery`) whose
+* a kernel-free slider (``.mrf-static-slider``, :mod:`mrfbook.report.gallery`) whose
   image does not change when the slider moves.
 
 A full-page screenshot of each page is saved to ``_build/screenshots/<page>.png``.
@@ -378,8 +378,8 @@ def _png(rgb: tuple[int, int, int], size: int = 8) -> bytes:
 
 
 def _slider_html(name: str, working: bool) -> str:
-    """A slider like mrfbook.html_gallery's; ``working=False`` forgets to swap the image."""
-    from mrfbook.html_gallery import static_slider_html
+    """A slider like mrfbook.report.gallery's; ``working=False`` forgets to swap the image."""
+    from mrfbook.report.gallery import static_slider_html
 
     if working:
         return static_slider_html([_png((200, 0, 0)), _png((0, 0, 200))], ["red", "blue"], title="t", name=name)

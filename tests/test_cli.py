@@ -24,10 +24,10 @@ SIZE = 16
 GRID = ["--t1-range", "50", "3000", "--t2-range", "10", "510", "--step", "50"]
 # Tissues on the grid above (T1 50:50:3000, T2 10:50:510): matching must recover them exactly.
 TISSUES = [(850.0, 60.0, 0.7), (1300.0, 110.0, 0.9), (400.0, 60.0, 1.0)]
-HAVE_TRAINING = importlib.util.find_spec("mrfbook.training") is not None
-HAVE_LOWRANK = importlib.util.find_spec("mrfbook.lowrank") is not None
-HAVE_MATCHING = importlib.util.find_spec("mrfbook.matching") is not None
-needs_matching = pytest.mark.skipif(not HAVE_MATCHING, reason="mrfbook.matching not written yet")
+HAVE_TRAINING = importlib.util.find_spec("mrfbook.nn.training") is not None
+HAVE_LOWRANK = importlib.util.find_spec("mrfbook.recon.lowrank") is not None
+HAVE_MATCHING = importlib.util.find_spec("mrfbook.recon.matching") is not None
+needs_matching = pytest.mark.skipif(not HAVE_MATCHING, reason="mrfbook.recon.matching not written yet")
 
 
 def run_cli(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -56,9 +56,9 @@ def write_sequence_csv(path: Path, sequence) -> None:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
     """Sequence file, dictionary (made by the CLI), images, k-space and masks in one folder."""
-    from mrfbook.acquisition import UndersampledFourier
-    from mrfbook.epg import simulate_fisp
-    from mrfbook.sequence import paper_sequence
+    from mrfbook.recon.acquisition import UndersampledFourier
+    from mrfbook.physics.epg import simulate_fisp
+    from mrfbook.physics.sequence import paper_sequence
 
     folder = tmp_path_factory.mktemp("cli")
     sequence = paper_sequence(L)
@@ -134,7 +134,7 @@ def test_no_command_is_a_usage_error(tmp_path):
 
 
 def test_simulate_records_the_sequence_and_grid(data):
-    from mrfbook.dictionary import Dictionary
+    from mrfbook.physics.dictionary import Dictionary
 
     dictionary = Dictionary.load(data["dir"] / "dict.npz", expected_sequence=data["sequence"])
     assert dictionary.n_timepoints == L
@@ -217,12 +217,12 @@ def test_map_kspace_layouts_and_mat_files(data, layout, tmp_path):
 
 
 @needs_matching
-@pytest.mark.skipif(not HAVE_LOWRANK, reason="mrfbook.lowrank not written yet")
+@pytest.mark.skipif(not HAVE_LOWRANK, reason="mrfbook.recon.lowrank not written yet")
 def test_map_undersampled_kspace_with_lowrank_restoration(data, tmp_path):
-    from mrfbook.acquisition import UndersampledFourier, variable_density_masks
-    from mrfbook.dictionary import Dictionary
-    from mrfbook.lowrank import lowrank_restore
-    from mrfbook.matching import match_signatures
+    from mrfbook.recon.acquisition import UndersampledFourier, variable_density_masks
+    from mrfbook.physics.dictionary import Dictionary
+    from mrfbook.recon.lowrank import lowrank_restore
+    from mrfbook.recon.matching import match_signatures
 
     masks = variable_density_masks((SIZE, SIZE), L, sampling_ratio=0.5, seed=3)
     op = UndersampledFourier(masks)
@@ -312,7 +312,7 @@ def test_map_refuses_bad_input(case, data):
 # ------------------------------------------------------------------------------ train
 
 
-@pytest.mark.skipif(not HAVE_TRAINING, reason="mrfbook.training not written yet")
+@pytest.mark.skipif(not HAVE_TRAINING, reason="mrfbook.nn.training not written yet")
 def test_train_then_map_with_the_model(data, tmp_path):
     folder = data["dir"]
     result = run_cli("train", folder / "dict.npz", "--output", "model.keras", "--compact", "--epochs", "2",
@@ -358,7 +358,7 @@ def test_train_then_map_with_the_model(data, tmp_path):
     assert listing(tmp_path) == before
 
 
-@pytest.mark.skipif(not HAVE_TRAINING, reason="mrfbook.training not written yet")
+@pytest.mark.skipif(not HAVE_TRAINING, reason="mrfbook.nn.training not written yet")
 def test_train_on_fresh_tissues(data, tmp_path):
     result = run_cli("train", data["dir"] / "dict.npz", "--output", "fresh.keras", "--compact", "--epochs", "1",
                      "--batch-size", "64", "--fresh-tissues", cwd=tmp_path, timeout=600)

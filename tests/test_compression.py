@@ -1,20 +1,13 @@
-"""Tests of mrfbook.compression: temporal SVD basis, energy and rank selection, compression."""
+"""Tests of mrfbook.physics.compression: temporal SVD basis, energy and rank selection, compression."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mrfbook.compression import (
-    SvdBasis,
-    compress,
-    energy_curve,
-    rank_for_energy,
-    reconstruct,
-    svd_basis,
-)
-from mrfbook.dictionary import build_dictionary, paper_grid
-from mrfbook.sequence import paper_sequence
+from mrfbook.physics.compression import SvdBasis, compress, energy_curve, rank_for_energy, reconstruct, svd_basis
+from mrfbook.physics.dictionary import build_dictionary, paper_grid
+from mrfbook.physics.sequence import paper_sequence
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
-"""Tests of mrfbook.dictionary: grids, the Dictionary container, storage and the cache."""
+"""Tests of mrfbook.physics.dictionary: grids, the Dictionary container, storage and the cache."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import mrfbook.dictionary as dmod
-from mrfbook.dictionary import (
+import mrfbook.physics.dictionary as dmod
+from mrfbook.physics.dictionary import (
     PAPER_N_ATOMS,
     Dictionary,
     StaleDictionaryError,
@@ -18,8 +18,8 @@ from mrfbook.dictionary import (
     paper_grid,
     shifted_test_grid,
 )
-from mrfbook.epg import simulate_fisp
-from mrfbook.sequence import paper_sequence
+from mrfbook.physics.epg import simulate_fisp
+from mrfbook.physics.sequence import paper_sequence
 
 
 @pytest.fixture(scope="module")

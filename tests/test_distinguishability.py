@@ -1,16 +1,16 @@
-"""Tests for mrfbook.distinguishability (coherence and Cramer-Rao bounds)."""
+"""Tests for mrfbook.physics.distinguishability (coherence and Cramer-Rao bounds)."""
 
 import numpy as np
 import pytest
 
-from mrfbook.distinguishability import (
+from mrfbook.physics.distinguishability import (
     coarse_grid,
     crb_relative_std,
     distinguishability_report,
     mutual_coherence,
     signature_jacobian,
 )
-from mrfbook.sequence import constant_sequence, make_sequence, paper_sequence
+from mrfbook.physics.sequence import constant_sequence, make_sequence, paper_sequence
 
 
 def test_mutual_coherence_basic():

@@ -1,10 +1,10 @@
-"""Tests for mrfbook.epg: compiled EPG vs NumPy EPG, precision, truncation, limits."""
+"""Tests for mrfbook.physics.epg: compiled EPG vs NumPy EPG, precision, truncation, limits."""
 
 import numpy as np
 import pytest
 
-from mrfbook.epg import exact_n_states, simulate_fisp, simulate_fisp_numpy
-from mrfbook.sequence import FispSequence, constant_sequence, paper_sequence
+from mrfbook.physics.epg import exact_n_states, simulate_fisp, simulate_fisp_numpy
+from mrfbook.physics.sequence import FispSequence, constant_sequence, paper_sequence
 
 SEQ = paper_sequence()
 T1 = np.array([50.0, 300.0, 800.0, 1000.0, 1500.0, 3000.0, 5000.0, 4000.0])

@@ -1,11 +1,11 @@
-"""Tests for mrfbook.error_breakdown: region RMSEs add up, the grid layout puts errors where they belong."""
+"""Tests for mrfbook.analysis.errors: region RMSEs add up, the grid layout puts errors where they belong."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mrfbook.error_breakdown import default_regions, error_grid, errors_by_region, geometric_edges
+from mrfbook.analysis.errors import default_regions, error_grid, errors_by_region, geometric_edges
 
 
 def _grid():

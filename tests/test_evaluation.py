@@ -1,4 +1,4 @@
-"""Tests for mrfbook.evaluation: storage arithmetic, map scores, the synthetic test, the saved summary.
+"""Tests for mrfbook.analysis.experiments: storage arithmetic, map scores, the synthetic test, the saved summary.
 
 Small dictionaries and an untrained, tiny network only: no shipped model, no GPU.
 """
@@ -10,12 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mrfbook import evaluation as ev
-from mrfbook.dictionary import build_dictionary, paper_grid, shifted_test_grid
-from mrfbook.sequence import paper_sequence
+from mrfbook.analysis import experiments as ev
+from mrfbook.nn import runs
+from mrfbook.physics.dictionary import build_dictionary, paper_grid, shifted_test_grid
+from mrfbook.physics.sequence import paper_sequence
 
-import keras  # noqa: E402  (mrfbook.network needs it anyway)
-from mrfbook.network import (  # noqa: E402
+import keras  # noqa: E402  (mrfbook.nn.network needs it anyway)
+from mrfbook.nn.network import (
     NetworkConfig,
     block_channels,
     build_from_config,
@@ -23,7 +24,7 @@ from mrfbook.network import (  # noqa: E402
     expected_parameter_count,
     paper_config,
 )
-from mrfbook.training import LabelScaling, TrainedModel  # noqa: E402
+from mrfbook.nn.model import LabelScaling, TrainedModel  # noqa: E402
 
 # coarse version of the paper grid (T1 1..2901, T2 1..501 ms, step 100 ms) and the same grid shifted
 # by half a step: ~165 atoms each, built in about a second
@@ -108,18 +109,18 @@ def test_storage_accepts_numpy_integers():
 
 # -- network_configs -------------------------------------------------------------------------------
 def _fake_shipped(cfg, folder=None):
-    return ev.ShippedNetwork(model=SimpleNamespace(metadata={"network": cfg.to_dict()}), folder=folder, log=[],
+    return runs.ShippedNetwork(model=SimpleNamespace(metadata={"network": cfg.to_dict()}), folder=folder, log=[],
                              provenance={})
 
 
 def test_network_configs_always_lists_the_paper_network_first():
-    assert ev.network_configs({}) == {"paper network": paper_config()}
-    out = ev.network_configs({"compact network": _fake_shipped(compact_config())})
+    assert runs.network_configs({}) == {"paper network": paper_config()}
+    out = runs.network_configs({"compact network": _fake_shipped(compact_config())})
     assert list(out) == ["paper network", "compact network"]
     assert out["paper network"] == paper_config() and out["compact network"] == compact_config()
     # a shipped paper network's own config wins over the default and still comes first
     own = NetworkConfig(stem_channels=8)
-    out = ev.network_configs({"compact network": _fake_shipped(compact_config()),
+    out = runs.network_configs({"compact network": _fake_shipped(compact_config()),
                               "paper network": _fake_shipped(own)})
     assert list(out) == ["paper network", "compact network"]
     assert out["paper network"] == own
@@ -232,19 +233,19 @@ def test_shipped_network_info(tmp_path, tiny_model):
     (tmp_path / "model.keras").write_bytes(b"\0" * 2_500_000)
     log = [{"seconds": 3.0, "device": "cpu"}, {"seconds": 100.0}, {"seconds": 5.0, "device": "GPU:0", "backend": "jax",
                                                                      "cpu": "Xeon"}]
-    net = ev.ShippedNetwork(tiny_model, tmp_path, log, {"date": "2026-11-25T10:00:00+00:00", "test": {"t1": 1.0}})
+    net = runs.ShippedNetwork(tiny_model, tmp_path, log, {"date": "2026-11-25T10:00:00+00:00", "test": {"t1": 1.0}})
     info = net.info()
     assert info["weights"] == expected_parameter_count(NetworkConfig(**tiny_model.metadata["network"]))
     assert info["file_mb"] == 2.5
     assert info["epochs"] == 3 and info["seconds_per_epoch"] == 5.0  # median, robust to the slow epoch
     assert (info["train_device"], info["train_backend"], info["train_cpu"]) == ("GPU:0", "jax", "Xeon")
     assert info["trained"] == "2026-11-25" and info["recorded_test"] == {"t1": 1.0}
-    empty = ev.ShippedNetwork(tiny_model, tmp_path, [], {}).info()
+    empty = runs.ShippedNetwork(tiny_model, tmp_path, [], {}).info()
     assert empty["epochs"] == 0 and math.isnan(empty["seconds_per_epoch"]) and empty["train_device"] == "?"
 
 
 def test_shipped_networks_skips_missing_folders(tmp_path, sequence):
-    assert ev.shipped_networks(sequence, models_dir=tmp_path) == {}
+    assert runs.shipped_networks(sequence, models_dir=tmp_path) == {}
 
 
 # -- summary: signature, save, load ----------------------------------------------------------------
@@ -258,7 +259,7 @@ def signature_inputs(tmp_path):
     folder = tmp_path / "net_a"
     folder.mkdir()
     (folder / "model.keras").write_bytes(b"weights v1")
-    nets = {"paper network": ev.ShippedNetwork(model=None, folder=folder, log=[], provenance={})}
+    nets = {"paper network": runs.ShippedNetwork(model=None, folder=folder, log=[], provenance={})}
     return nets, _fake_dict("seq1", [100, 200], [10, 20]), _fake_dict("seq1", [105, 205], [15, 25])
 
 
@@ -271,7 +272,7 @@ def test_inputs_signature_is_stable_and_tracks_every_input(tmp_path, signature_i
     other = tmp_path / "elsewhere"
     other.mkdir()
     (other / "model.keras").write_bytes(b"weights v1")
-    moved = {"paper network": ev.ShippedNetwork(model=None, folder=other, log=[], provenance={})}
+    moved = {"paper network": runs.ShippedNetwork(model=None, folder=other, log=[], provenance={})}
     assert ev.inputs_signature(moved, d, td) == sig
     changed = []
     (other / "model.keras").write_bytes(b"weights v2")

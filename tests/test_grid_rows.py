@@ -1,15 +1,15 @@
-"""Tests for mrfbook.grid_rows: errors on and between the training grid's T2 rows."""
+"""Tests for mrfbook.analysis.errors: errors on and between the training grid's T2 rows."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mrfbook.dictionary import build_dictionary, paper_grid
-from mrfbook.evaluation import default_models_dir
-from mrfbook.grid_rows import errors_by_t2_row
-from mrfbook.sequence import paper_sequence
-from mrfbook.training import load_trained_model
+from mrfbook.physics.dictionary import build_dictionary, paper_grid
+from mrfbook.nn.runs import default_models_dir
+from mrfbook.analysis.errors import errors_by_t2_row
+from mrfbook.physics.sequence import paper_sequence
+from mrfbook.nn.model import load_trained_model
 
 
 @pytest.fixture(scope="module")

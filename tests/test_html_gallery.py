@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from mrfbook.diagrams import pipeline_diagram
-from mrfbook.html_gallery import figure_to_png, static_slider, static_slider_html
+from mrfbook.report.figures import pipeline_diagram
+from mrfbook.report.gallery import figure_to_png, static_slider, static_slider_html
 
 
 def _figures(n: int):

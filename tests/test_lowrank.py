@@ -1,14 +1,14 @@
-"""Tests for mrfbook.lowrank: singular-value thresholding and the low-rank restoration (eq. 2)."""
+"""Tests for mrfbook.recon.lowrank: singular-value thresholding and the low-rank restoration (eq. 2)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mrfbook.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
-from mrfbook.lowrank import REFERENCE_SCALE, data_scale, lowrank_restore, svt
-from mrfbook.phantom import brain_phantom
-from mrfbook.sequence import paper_sequence
+from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
+from mrfbook.recon.lowrank import REFERENCE_SCALE, data_scale, lowrank_restore, svt
+from mrfbook.physics.phantom import brain_phantom
+from mrfbook.physics.sequence import paper_sequence
 
 SIZE, FRAMES = 32, 60
 

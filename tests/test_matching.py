@@ -1,19 +1,13 @@
-"""Tests for mrfbook.matching: exactness against brute force, PD, complex data, validation."""
+"""Tests for mrfbook.recon.matching: exactness against brute force, PD, complex data, validation."""
 
 import numpy as np
 import pytest
 
-from mrfbook.dictionary import build_dictionary, cached_dictionary, paper_grid
-from mrfbook.epg import simulate_fisp
-from mrfbook.matching import (
-    DEFAULT_RANK,
-    brute_force_match,
-    match_maps,
-    match_signatures,
-    search_index,
-)
-from mrfbook.phantom import brain_phantom
-from mrfbook.sequence import paper_sequence
+from mrfbook.physics.dictionary import build_dictionary, cached_dictionary, paper_grid
+from mrfbook.physics.epg import simulate_fisp
+from mrfbook.recon.matching import DEFAULT_RANK, brute_force_match, match_maps, match_signatures, search_index
+from mrfbook.physics.phantom import brain_phantom
+from mrfbook.physics.sequence import paper_sequence
 
 
 @pytest.fixture(scope="module")

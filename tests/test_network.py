@@ -1,4 +1,4 @@
-"""Tests for mrfbook.network: architecture, parameter count, receptive field, sizes."""
+"""Tests for mrfbook.nn.network: architecture, parameter count, receptive field, sizes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from mrfbook.network import (
+from mrfbook.nn.network import (
     NetworkConfig,
     block_channels,
     build_from_config,

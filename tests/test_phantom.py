@@ -1,11 +1,11 @@
-"""Tests for mrfbook.phantom (brain and Shepp-Logan phantoms)."""
+"""Tests for mrfbook.physics.phantom (brain and Shepp-Logan phantoms)."""
 
 import socket
 
 import numpy as np
 import pytest
 
-from mrfbook.phantom import (
+from mrfbook.physics.phantom import (
     BRAIN_TISSUES_3T,
     SHEPP_LOGAN_TISSUES_3T,
     brain_phantom,
@@ -107,7 +107,7 @@ def test_templates_ship_with_nilearn_and_no_network(monkeypatch):
 
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    from mrfbook import phantom
+    from mrfbook.physics import phantom
 
     phantom._mni_slice.cache_clear()
     p = brain_phantom(32, slice_mm=10.0)

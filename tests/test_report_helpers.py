@@ -1,4 +1,4 @@
-"""Tests for the report helpers: mrfbook.paper_figures, mrfbook.tables, mrfbook.map_figures."""
+"""Tests for the report helpers: mrfbook.paper, mrfbook.report.tables, mrfbook.report.figures."""
 
 import matplotlib
 
@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from mrfbook.map_figures import MapScales, map_comparison  # noqa: E402
-from mrfbook.paper_figures import PAPER, paper_value  # noqa: E402
-from mrfbook.tables import markdown_table  # noqa: E402
+from mrfbook.report.figures import MapScales, map_comparison  # noqa: E402
+from mrfbook.paper import PAPER, paper_value  # noqa: E402
+from mrfbook.report.tables import markdown_table  # noqa: E402
 
 
 # -- paper_figures ---------------------------------------------------------------------------------

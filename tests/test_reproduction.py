@@ -1,6 +1,6 @@
-"""Tests for mrfbook.reproduction: the paper-vs-book table built from a hand-made summary.
+"""Tests for mrfbook.report.reproduction: the paper-vs-book table built from a hand-made summary.
 
-The summary mimics :func:`mrfbook.evaluation.summarise` (same keys); its values are invented so
+The summary mimics :func:`mrfbook.analysis.experiments.summarise` (same keys); its values are invented so
 that each row's number can be traced back to one entry.
 """
 
@@ -9,9 +9,10 @@ import re
 
 import pytest
 
-from mrfbook.evaluation import SUMMARY_FORMAT, network_configs, storage_comparison
-from mrfbook.paper_figures import PAPER, paper_value
-from mrfbook.reproduction import (
+from mrfbook.analysis.experiments import SUMMARY_FORMAT, storage_comparison
+from mrfbook.nn.runs import network_configs
+from mrfbook.paper import PAPER, paper_value
+from mrfbook.report.reproduction import (
     covered_paper_keys,
     paper_number_keys,
     proposed_network,

@@ -1,11 +1,11 @@
-"""Tests for mrfbook.sequence (validation, digest, factories)."""
+"""Tests for mrfbook.physics.sequence (validation, digest, factories)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from mrfbook.sequence import (
+from mrfbook.physics.sequence import (
     FispSequence,
     constant_sequence,
     paper_sequence,
@@ -148,7 +148,7 @@ def test_other_factories():
 
 
 def test_make_sequence_shapes():
-    from mrfbook.sequence import SHAPES, make_sequence
+    from mrfbook.physics.sequence import SHAPES, make_sequence
 
     for shape in SHAPES:
         s = make_sequence(shape, 120, max_flip_deg=50.0, n_lobes=3, tr_range_ms=(10.0, 12.0))

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrfbook.dictionary import cached_dictionary
-from mrfbook.sequence import paper_sequence
-from mrfbook.training import evaluate_on_dictionary, load_trained_model, read_log
+from mrfbook.physics.dictionary import cached_dictionary
+from mrfbook.physics.sequence import paper_sequence
+from mrfbook.analysis.experiments import evaluate_on_dictionary
+from mrfbook.nn.model import load_trained_model
+from mrfbook.nn.runs import read_log
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 SHIPPED = sorted(p.parent.name for p in MODELS.glob("*/model.keras"))

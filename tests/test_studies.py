@@ -1,4 +1,4 @@
-"""Tests for mrfbook.studies (chapter 10): noise, footprint, sequence mismatch, fine-tuning, costs."""
+"""Tests for mrfbook.analysis.studies (chapter 10): noise, footprint, sequence mismatch, fine-tuning, costs."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import keras
 import numpy as np
 import pytest
 
-from mrfbook.dictionary import build_dictionary
-from mrfbook.epg import simulate_fisp
-from mrfbook.inference import normalise_signatures, predict_parameters
-from mrfbook.network import NetworkConfig, build_from_config, parameter_count
-from mrfbook.sequence import paper_sequence
-from mrfbook.studies import (
+from mrfbook.physics.dictionary import build_dictionary
+from mrfbook.physics.epg import simulate_fisp
+from mrfbook.nn.inputs import normalise_signatures
+from mrfbook.nn.inference import predict_parameters
+from mrfbook.nn.network import NetworkConfig, build_from_config, parameter_count
+from mrfbook.physics.sequence import paper_sequence
+from mrfbook.analysis.studies import (
     accuracy,
     fine_tune,
     network_footprint,
@@ -25,7 +26,8 @@ from mrfbook.studies import (
     scale_flip_angles,
     training_cost,
 )
-from mrfbook.training import LabelScaling, TrainedModel, TrainingConfig, train
+from mrfbook.nn.model import LabelScaling, TrainedModel
+from mrfbook.nn.training import TrainingConfig, train
 
 TINY_NET = NetworkConfig(stem_channels=4, n_blocks=2, max_channels=8, kernel_size=3)
 

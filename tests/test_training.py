@@ -1,4 +1,4 @@
-"""Tests for mrfbook.training and mrfbook.inference: recipe, scaling, a short real training,
+"""Tests for mrfbook.nn.training and mrfbook.nn.inference: recipe, scaling, a short real training,
 checkpoint/resume, model files with their sequence, and the prediction helpers."""
 
 from __future__ import annotations
@@ -13,29 +13,26 @@ import keras
 import numpy as np
 import pytest
 
-from mrfbook.dictionary import build_dictionary
-from mrfbook.inference import normalise_signatures, predict_maps, predict_parameters, real_signatures
-from mrfbook.network import NetworkConfig, compact_config, paper_config
-from mrfbook.sequence import paper_sequence
-from mrfbook.training import (
-    CheckpointMismatchError,
+from mrfbook.physics.dictionary import build_dictionary
+from mrfbook.nn.inputs import normalise_signatures, real_signatures
+from mrfbook.nn.inference import predict_maps, predict_parameters
+from mrfbook.nn.network import NetworkConfig, compact_config, paper_config
+from mrfbook.physics.sequence import paper_sequence
+from mrfbook.nn.training import CheckpointMismatchError, TrainingConfig, train
+from mrfbook.nn.model import (
     LabelScaling,
     SequenceMismatchError,
     TrainedModel,
-    TrainingConfig,
-    add_signature_noise,
     load_trained_model,
-    noisy_training_inputs,
     make_label_scaling,
-    evaluate_on_dictionary,
-    prepare_training_data,
-    random_subset,
-    read_log,
     save_trained_model,
     sidecar_path,
-    split_indices,
-    train,
 )
+from mrfbook.physics.noise import add_signature_noise
+from mrfbook.nn.data import noisy_training_inputs, random_subset, split_indices
+from mrfbook.analysis.experiments import evaluate_on_dictionary
+from mrfbook.nn.inputs import prepare_training_data
+from mrfbook.nn.runs import read_log
 
 # The short training of the tests: T1 100..2000 ms x T2 10..200 ms (100 x 20 = 2,000 atoms),
 # paper sequence (200 time points), compact network, 6 epochs, batch 64, Adam 3e-3

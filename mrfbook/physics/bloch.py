@@ -6,7 +6,7 @@ over one full cycle of spoiler dephasing, applying 3x3 rotation matrices for
 the RF pulses (Rodrigues' formula), exact exponential relaxation for TE and
 TR - TE separately, and a rotation about ``z`` by ``2 pi j / N`` for
 isochromat ``j`` at the end of each repetition.  The voxel signal is the mean
-transverse magnetisation.  It shares no code with :mod:`mrfbook.epg`; with
+transverse magnetisation.  It shares no code with :mod:`mrfbook.physics.epg`; with
 ``N >= 2L`` isochromats no dephasing order up to ``L - 1`` aliases onto
 ``F_0``, so both must agree to rounding error.
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .epg import _check_sequence, check_tissues
-from .sequence import FispSequence
+from mrfbook.physics.epg import _check_sequence, check_tissues
+from mrfbook.physics.sequence import FispSequence
 
 __all__ = ["simulate_fisp_isochromats", "fisp_steady_state", "rotation_matrix"]
 
@@ -64,7 +64,7 @@ def simulate_fisp_isochromats(
     Parameters
     ----------
     sequence : FispSequence
-        The schedule (same conventions as :func:`mrfbook.epg.simulate_fisp`).
+        The schedule (same conventions as :func:`mrfbook.physics.epg.simulate_fisp`).
     t1_ms, t2_ms : array_like, shape (K,)
         Relaxation times in ms (finite, > 0).
     b1 : None, float or array_like, shape (K,)

@@ -190,7 +190,7 @@ def _check_dictionary(dictionary) -> None:
         # look on the class first: hasattr on an instance would evaluate the ``norms`` property
         if not (hasattr(type(dictionary), attr) or attr in getattr(dictionary, "__dict__", {})):
             raise ValueError(
-                f"dictionary must be an mrfbook.dictionary.Dictionary (missing {attr!r}), "
+                f"dictionary must be an mrfbook.physics.dictionary.Dictionary (missing {attr!r}), "
                 f"got {type(dictionary).__name__}"
             )
 
@@ -261,7 +261,7 @@ def search_index(dictionary, rank: int | None = DEFAULT_RANK) -> SearchIndex:
 
     Parameters
     ----------
-    dictionary : mrfbook.dictionary.Dictionary
+    dictionary : mrfbook.physics.dictionary.Dictionary
         The dictionary; treated as read-only (the cache is keyed by the object).
     rank : int or None
         SVD components kept, in [1, L]; None for the uncompressed search.
@@ -286,7 +286,7 @@ def search_index(dictionary, rank: int | None = DEFAULT_RANK) -> SearchIndex:
         coords = np.array(unit, dtype=np.float32)
         residual = np.zeros(unit.shape[0])
     else:
-        from .compression import svd_basis
+        from mrfbook.physics.compression import svd_basis
 
         basis = np.ascontiguousarray(svd_basis(unit, rank=rank).basis, dtype=np.float32)
         coords = unit @ basis
@@ -531,7 +531,7 @@ def match_signatures(
     signatures : numpy.ndarray
         (N, L) real or complex signatures, finite; L = ``dictionary.n_timepoints``.
         Any scale (PD is estimated).
-    dictionary : mrfbook.dictionary.Dictionary
+    dictionary : mrfbook.physics.dictionary.Dictionary
         Real atoms (K, L) simulated with PD = 1 and their T1, T2 (ms).
     rank : int or None
         SVD components for the search, in [1, L]; default :data:`DEFAULT_RANK`.
@@ -659,7 +659,7 @@ def match_maps(
     ----------
     stack : numpy.ndarray
         (H, W, L) real or complex image series.
-    dictionary : mrfbook.dictionary.Dictionary
+    dictionary : mrfbook.physics.dictionary.Dictionary
     mask : numpy.ndarray, optional
         (H, W) bool; only these pixels are matched (others are invalid, 0).
     **kwargs

@@ -17,7 +17,7 @@ Scale of ``lam``
 The nuclear norm is not scale invariant: multiplying the data by ``c`` multiplies the
 best ``lam`` by ``c``, and the singular values of an N x L stack grow with the number of
 pixels. The authors' ``lam = 5`` is in the absolute units of *their* phantom (proton
-density up to about 117, 128 x 128 pixels), while :mod:`mrfbook.phantom` uses a relative
+density up to about 117, 128 x 128 pixels), while :mod:`mrfbook.physics.phantom` uses a relative
 PD of about 1. So ``lam`` here is applied to **normalised** data: the k-space is divided by
 
     s = sigma_1(x_zf) / REFERENCE_SCALE,     REFERENCE_SCALE = 1000,
@@ -65,8 +65,8 @@ try:  # a dependency of scikit-learn, which nilearn requires
 except ImportError:  # pragma: no cover - the loop then runs with the default BLAS threads
     ThreadpoolController = None
 
-from mrfbook.acquisition import UndersampledFourier
-from mrfbook.validation import check_int, check_nonnegative
+from mrfbook.recon.acquisition import UndersampledFourier
+from mrfbook.utils.checks import check_int, check_nonnegative
 
 __all__ = [
     "REFERENCE_SCALE",
@@ -84,7 +84,7 @@ REFERENCE_SCALE: float = 1000.0
 
 @dataclass
 class RestorationResult:
-    """Output of :func:`lowrank_restore` and :func:`mrfbook.flor.flor_restore`.
+    """Output of :func:`lowrank_restore` and :func:`mrfbook.recon.flor.flor_restore`.
 
     Attributes
     ----------
@@ -284,7 +284,7 @@ def proximal_gradient(kspace: np.ndarray, op: UndersampledFourier, prox: Prox, *
     """Proximal gradient (ISTA / FISTA) for ``1/2 ||F_u X - Y||^2 + lam R(X)``.
 
     ``prox(Z, t)`` must return ``(prox_{t R}(Z), R(result), rank)`` for a frame-major
-    stack Z (L, H, W). Used by :func:`lowrank_restore` and :func:`mrfbook.flor.flor_restore`;
+    stack Z (L, H, W). Used by :func:`lowrank_restore` and :func:`mrfbook.recon.flor.flor_restore`;
     argument meanings are documented there. Each iteration costs one forward and one
     inverse batched FFT (the k-space of the iterates is carried along, so FISTA's
     extrapolated point needs no extra transform) plus one ``prox``.
@@ -292,7 +292,7 @@ def proximal_gradient(kspace: np.ndarray, op: UndersampledFourier, prox: Prox, *
     Explained in chapter 5, book/05_undersampling.md.
     """
     if not isinstance(op, UndersampledFourier):
-        raise ValueError(f"op must be an mrfbook.acquisition.UndersampledFourier, got {type(op).__name__}")
+        raise ValueError(f"op must be an mrfbook.recon.acquisition.UndersampledFourier, got {type(op).__name__}")
     kspace = np.asarray(kspace)
     if kspace.shape != op.kspace_shape:
         raise ValueError(f"kspace must have shape {op.kspace_shape} (L, H, W) to match op's masks, "
@@ -396,7 +396,7 @@ def lowrank_restore(kspace: np.ndarray, op: UndersampledFourier, *, lam: float =
     ----------
     kspace : numpy.ndarray
         (L, H, W) complex centred k-space, zero off-mask (``op.forward(x)``).
-    op : mrfbook.acquisition.UndersampledFourier
+    op : mrfbook.recon.acquisition.UndersampledFourier
         The sampling operator that produced ``kspace``.
     lam : float
         Nuclear-norm weight (>= 0) in normalised units: thousandths of the largest

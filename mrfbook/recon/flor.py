@@ -13,13 +13,13 @@ from X = 0 with mu = 1, a threshold of 5 and 30 iterations, followed by dictiona
 matching that keeps a pixel only if its normalised correlation exceeds 0.9.
 
 ``P = B B^T`` with ``B`` (L x k) the leading right singular vectors of the dictionary
-atoms (:func:`mrfbook.compression.svd_basis`). Projection followed by the threshold is
+atoms (:func:`mrfbook.physics.compression.svd_basis`). Projection followed by the threshold is
 *exactly* the proximal operator of ``lam ||X||_* + indicator{rows of X in span(B)}``
 (for X = C B^T the singular values of X are those of C), so this is proximal gradient
 on a convex objective and the threshold is applied to the small N x k matrix ``C``.
 
-``lam`` uses the same normalised units as :func:`mrfbook.lowrank.lowrank_restore`
-(see :mod:`mrfbook.lowrank`).
+``lam`` uses the same normalised units as :func:`mrfbook.recon.lowrank.lowrank_restore`
+(see :mod:`mrfbook.recon.lowrank`).
 
 Explained in chapter 5, book/05_undersampling.md.
 """
@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mrfbook.acquisition import UndersampledFourier
-from mrfbook.lowrank import RestorationResult, _single_threaded_blas, proximal_gradient, svt
+from mrfbook.recon.acquisition import UndersampledFourier
+from mrfbook.recon.lowrank import RestorationResult, _single_threaded_blas, proximal_gradient, svt
 
 __all__ = ["FLOR_MIN_CORRELATION", "subspace_basis", "flor_restore", "flor_maps"]
 
@@ -49,8 +49,8 @@ def subspace_basis(dictionary: Any, *, subspace_rank: int | None = None,
     Parameters
     ----------
     dictionary : Dictionary, SvdBasis or numpy.ndarray
-        A :class:`mrfbook.dictionary.Dictionary` (its unit-norm atoms are decomposed with
-        :func:`mrfbook.compression.svd_basis`), an :class:`mrfbook.compression.SvdBasis`
+        A :class:`mrfbook.physics.dictionary.Dictionary` (its unit-norm atoms are decomposed with
+        :func:`mrfbook.physics.compression.svd_basis`), an :class:`mrfbook.physics.compression.SvdBasis`
         (used as is), or an (L, k) array with orthonormal columns.
     subspace_rank : int, optional
         Number of components k (1 <= k <= L). None: the fewest reaching ``energy``.
@@ -64,7 +64,7 @@ def subspace_basis(dictionary: Any, *, subspace_rank: int | None = None,
 
     Explained in chapter 5, book/05_undersampling.md.
     """
-    from mrfbook.compression import SvdBasis, svd_basis
+    from mrfbook.physics.compression import SvdBasis, svd_basis
 
     if isinstance(dictionary, SvdBasis):
         basis = dictionary.basis
@@ -145,11 +145,11 @@ def flor_restore(kspace: np.ndarray, op: UndersampledFourier, dictionary: Any, *
     ----------
     kspace : numpy.ndarray
         (L, H, W) complex centred k-space (``op.forward(x)``).
-    op : mrfbook.acquisition.UndersampledFourier
+    op : mrfbook.recon.acquisition.UndersampledFourier
     dictionary : Dictionary, SvdBasis or (L, k) array
         Source of the temporal subspace (:func:`subspace_basis`).
     lam : float
-        Threshold weight (>= 0), normalised units of :mod:`mrfbook.lowrank`; 5 as the
+        Threshold weight (>= 0), normalised units of :mod:`mrfbook.recon.lowrank`; 5 as the
         authors.
     mu : float
         Step in (0, 2); 1 as the authors.
@@ -167,7 +167,7 @@ def flor_restore(kspace: np.ndarray, op: UndersampledFourier, dictionary: Any, *
     tol : float or None
         Optional early stop on the relative change (None: run ``n_iter`` iterations).
     scale : "auto" or float
-        Data normalisation, as in :func:`mrfbook.lowrank.lowrank_restore`.
+        Data normalisation, as in :func:`mrfbook.recon.lowrank.lowrank_restore`.
     progress : bool
         tqdm bar.
     callback : callable, optional
@@ -175,7 +175,7 @@ def flor_restore(kspace: np.ndarray, op: UndersampledFourier, dictionary: Any, *
 
     Returns
     -------
-    mrfbook.lowrank.RestorationResult
+    mrfbook.recon.lowrank.RestorationResult
         ``images`` (H, W, L) complex64 whose every signature lies in the subspace;
         ``extra["basis"]`` holds the (L, k) basis.
 
@@ -199,28 +199,28 @@ def flor_maps(images: np.ndarray, dictionary: Any, *, mask: np.ndarray | None = 
               min_correlation: float = FLOR_MIN_CORRELATION, **kwargs: Any):
     """Dictionary matching after FLOR: a pixel is kept only if its correlation > 0.9.
 
-    Thin wrapper of :func:`mrfbook.matching.match_maps` with
+    Thin wrapper of :func:`mrfbook.recon.matching.match_maps` with
     ``min_correlation=0.9``; pixels that match worse are invalid (T1 = T2 = PD = 0).
 
     Parameters
     ----------
     images : numpy.ndarray
         (H, W, L) restored stack.
-    dictionary : mrfbook.dictionary.Dictionary
+    dictionary : mrfbook.physics.dictionary.Dictionary
     mask : numpy.ndarray, optional
         (H, W) bool pixels to match.
     min_correlation : float
         Correlation threshold in [0, 1] (0.9 in the authors' code).
     **kwargs
-        Passed to :func:`mrfbook.matching.match_maps` (rank, chunk_size, progress).
+        Passed to :func:`mrfbook.recon.matching.match_maps` (rank, chunk_size, progress).
 
     Returns
     -------
-    mrfbook.matching.ParameterMaps
+    mrfbook.recon.matching.ParameterMaps
         (t1_ms, t2_ms, pd, valid), each (H, W).
 
     Explained in chapter 5, book/05_undersampling.md.
     """
-    from mrfbook.matching import match_maps
+    from mrfbook.recon.matching import match_maps
 
     return match_maps(images, dictionary, mask=mask, min_correlation=min_correlation, **kwargs)

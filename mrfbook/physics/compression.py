@@ -140,7 +140,7 @@ def svd_basis(
     ----------
     atoms : np.ndarray
         (K, L) real or complex atoms; usually the *normalised* atoms
-        (:meth:`mrfbook.dictionary.Dictionary.normalised`), since matching uses those.
+        (:meth:`mrfbook.physics.dictionary.Dictionary.normalised`), since matching uses those.
     rank : int, optional
         Number of components to keep, 1 <= rank <= min(K, L).
     energy : float, optional

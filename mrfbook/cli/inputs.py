@@ -361,13 +361,13 @@ def load_sequence_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def load_sequence(path: str | Path, *, inversion: bool = True, inversion_delay_ms: float = 0.0):
-    """Load a :class:`mrfbook.sequence.FispSequence` from a sequence file.
+    """Load a :class:`mrfbook.physics.sequence.FispSequence` from a sequence file.
 
     See :func:`load_sequence_arrays` for the accepted formats.  Values are
     validated by :meth:`FispSequence.from_arrays`; its ValueError (which names
     the parameter and allowed range) is re-raised as :class:`InputError`.
     """
-    from mrfbook.sequence import FispSequence
+    from mrfbook.physics.sequence import FispSequence
 
     arrays = load_sequence_arrays(path)
     for key, value in arrays.items():

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .epg import check_tissues, simulate_fisp
-from .sequence import FispSequence
+from mrfbook.physics.epg import check_tissues, simulate_fisp
+from mrfbook.physics.sequence import FispSequence
 
 __all__ = [
     "coarse_grid",
@@ -117,7 +117,7 @@ def signature_jacobian(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Signatures and their derivatives with respect to T1 and T2.
 
-    Central differences of :func:`mrfbook.epg.simulate_fisp` in float64 with
+    Central differences of :func:`mrfbook.physics.epg.simulate_fisp` in float64 with
     step ``rel_step * T`` (truncation error O(rel_step^2)).
 
     Returns

@@ -5,7 +5,7 @@ against the true values, :mod:`mrfbook.metrics`) on tissues of the shifted test 
 no test pair lies on the training grid.
 
 - :func:`noise_study`: dictionary matching and trained networks on the same noisy
-  signatures, SNR by SNR (noise model of :func:`mrfbook.training.add_signature_noise`).
+  signatures, SNR by SNR (noise model of :func:`mrfbook.physics.noise.add_signature_noise`).
 - :func:`network_footprint`: weights, size on disk and CPU time for a parameter map.
 - :func:`scale_flip_angles`, :func:`robustness_study`: a network trained on one sequence
   applied to signatures of another, next to matching with the wrong and the right dictionary.
@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mrfbook import metrics
-from mrfbook.sequence import FispSequence
+from mrfbook.physics.sequence import FispSequence
 
 __all__ = [
     "accuracy",
@@ -87,10 +87,10 @@ def noise_study(
     """Accuracy of dictionary matching and of networks as the SNR of the signatures falls.
 
     At each SNR, every signature of ``tissues`` receives circular complex Gaussian noise at
-    that SNR (:func:`mrfbook.training.add_signature_noise`; ``inf`` = the clean atoms), and
+    that SNR (:func:`mrfbook.physics.noise.add_signature_noise`; ``inf`` = the clean atoms), and
     the *same* noisy signatures go to exact dictionary matching
-    (:func:`mrfbook.matching.match_signatures`) and to every network
-    (:func:`mrfbook.inference.predict_parameters`, default ``complex_mode="dephase"``).
+    (:func:`mrfbook.recon.matching.match_signatures`) and to every network
+    (:func:`mrfbook.nn.inference.predict_parameters`, default ``complex_mode="dephase"``).
 
     Parameters
     ----------
@@ -117,9 +117,9 @@ def noise_study(
 
     Explained in chapter 10, book/10_beyond.md.
     """
-    from mrfbook.inference import predict_parameters
-    from mrfbook.matching import match_signatures
-    from mrfbook.training import add_signature_noise
+    from mrfbook.nn.inference import predict_parameters
+    from mrfbook.recon.matching import match_signatures
+    from mrfbook.physics.noise import add_signature_noise
 
     _check_tissues(tissues)
     snrs = [float(s) for s in snrs_db]
@@ -156,7 +156,7 @@ def network_footprint(model: Any, stack: np.ndarray, mask: np.ndarray, *, repeat
     model : TrainedModel
         Carries the Keras model and its label scaling.
     stack : ndarray, (H, W, L), complex or real
-        Image stack (e.g. :func:`mrfbook.acquisition.image_stack` of the brain phantom).
+        Image stack (e.g. :func:`mrfbook.recon.acquisition.image_stack` of the brain phantom).
     mask : ndarray, (H, W), bool
         Pixels to map.
     repeats : int
@@ -167,15 +167,15 @@ def network_footprint(model: Any, stack: np.ndarray, mask: np.ndarray, *, repeat
     dict
         ``parameters`` (int), ``weights_bytes`` (int, 4 bytes per float32 weight),
         ``file_bytes`` (int, a ``.keras`` file of the architecture and weights, no optimizer
-        state), ``map_seconds`` (float, fastest of ``repeats`` :func:`mrfbook.inference.predict_maps`
+        state), ``map_seconds`` (float, fastest of ``repeats`` :func:`mrfbook.nn.inference.predict_maps`
         calls), ``n_pixels`` (int).
 
     Explained in chapter 10, book/10_beyond.md.
     """
     import keras
 
-    from mrfbook.inference import predict_maps
-    from mrfbook.network import model_size_bytes, parameter_count
+    from mrfbook.nn.inference import predict_maps
+    from mrfbook.nn.network import model_size_bytes, parameter_count
 
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
@@ -250,14 +250,14 @@ def robustness_study(
     """A network and a dictionary made for one sequence, applied to signatures of others.
 
     For each variant sequence the tissues' signatures are simulated with it
-    (:func:`mrfbook.epg.simulate_fisp`, no noise) and estimated three ways: by ``network``
+    (:func:`mrfbook.physics.epg.simulate_fisp`, no noise) and estimated three ways: by ``network``
     (trained on the sequence of ``trained_dictionary``), by matching against
     ``trained_dictionary`` (the mismatched dictionary) and by matching against the variant's
     own dictionary (the right one: simulated here on the paper grid unless given).
 
     The network is applied to the raw signatures with
-    :func:`mrfbook.inference.predict_parameters`, which does not know their sequence: this
-    deliberately bypasses :meth:`mrfbook.training.TrainedModel.check_sequence`, which would
+    :func:`mrfbook.nn.inference.predict_parameters`, which does not know their sequence: this
+    deliberately bypasses :meth:`mrfbook.nn.model.TrainedModel.check_sequence`, which would
     refuse every variant (its digest differs) -- measuring what that refusal prevents is the
     point of the study.
 
@@ -283,10 +283,10 @@ def robustness_study(
 
     Explained in chapter 10, book/10_beyond.md.
     """
-    from mrfbook.dictionary import build_dictionary
-    from mrfbook.epg import simulate_fisp
-    from mrfbook.inference import predict_parameters
-    from mrfbook.matching import match_signatures
+    from mrfbook.physics.dictionary import build_dictionary
+    from mrfbook.physics.epg import simulate_fisp
+    from mrfbook.nn.inference import predict_parameters
+    from mrfbook.recon.matching import match_signatures
 
     _check_tissues(tissues)
     t1, t2 = np.asarray(tissues.t1_ms, dtype=np.float64), np.asarray(tissues.t2_ms, dtype=np.float64)
@@ -360,7 +360,7 @@ def fine_tune(
     A copy of the network is trained with the RMSE loss and Adam (fresh optimizer state),
     one epoch per entry of ``learning_rates``, on the atoms of ``dictionary`` (or a seeded
     random subset of ``n_atoms`` of them) with the network's own label scaling, inputs
-    prepared as in :func:`mrfbook.training.prepare_training_data`, batches in a seeded
+    prepared as in :func:`mrfbook.nn.inputs.prepare_training_data`, batches in a seeded
     order per epoch. ``trained`` is not modified.
 
     Parameters
@@ -385,7 +385,10 @@ def fine_tune(
     """
     import keras
 
-    from mrfbook.training import TrainedModel, prepare_training_data, random_subset, rmse_loss
+    from mrfbook.nn.model import TrainedModel
+    from mrfbook.nn.inputs import prepare_training_data
+    from mrfbook.nn.data import random_subset
+    from mrfbook.nn.losses import rmse_loss
 
     lrs = [float(v) for v in learning_rates]
     if not lrs or not all(np.isfinite(v) and v > 0 for v in lrs):
@@ -429,7 +432,7 @@ def training_cost(log_path: str | os.PathLike) -> dict[str, Any]:
     Parameters
     ----------
     log_path : path
-        JSON-lines log written by :func:`mrfbook.training.train` (one record per epoch with
+        JSON-lines log written by :func:`mrfbook.nn.training.train` (one record per epoch with
         ``seconds``, ``device``, ``cpu``).
 
     Returns
@@ -442,7 +445,7 @@ def training_cost(log_path: str | os.PathLike) -> dict[str, Any]:
 
     Explained in chapter 10, book/10_beyond.md.
     """
-    from mrfbook.training import read_log
+    from mrfbook.nn.runs import read_log
 
     p = Path(log_path)
     if not p.is_file():

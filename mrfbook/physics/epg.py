@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from .sequence import FispSequence
+from mrfbook.physics.sequence import FispSequence
 
 __all__ = ["simulate_fisp", "simulate_fisp_numpy", "check_tissues", "exact_n_states"]
 
@@ -98,7 +98,7 @@ def check_tissues(
 
 def _check_sequence(sequence: Any) -> FispSequence:
     if not isinstance(sequence, FispSequence):
-        raise ValueError(f"sequence must be a mrfbook.sequence.FispSequence; got {type(sequence)!r}")
+        raise ValueError(f"sequence must be a mrfbook.physics.sequence.FispSequence; got {type(sequence)!r}")
     return sequence
 
 

@@ -1,7 +1,7 @@
 """The reproduction table: each of the paper's figures next to the book's, with conditions and gaps.
 
-:func:`reproduction_rows` turns chapter 8's summary (:func:`mrfbook.evaluation.summarise`) into one
-row per number the paper reports (:data:`mrfbook.paper_figures.PAPER`). The book's values and the
+:func:`reproduction_rows` turns chapter 8's summary (:func:`mrfbook.analysis.experiments.summarise`) into one
+row per number the paper reports (:data:`mrfbook.paper.PAPER`). The book's values and the
 comparative words of each sentence ("lower", "3.2x the paper's") are computed from the summary;
 only the explanations of *why* conditions differ are prose.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from mrfbook.paper_figures import PAPER
+from mrfbook.paper import PAPER
 
 __all__ = ["proposed_network", "reproduction_rows", "covered_paper_keys", "paper_number_keys", "qualitative_claims"]
 
@@ -62,7 +62,7 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     Parameters
     ----------
     summary : mapping
-        Chapter 8's summary (:func:`mrfbook.evaluation.summarise`).
+        Chapter 8's summary (:func:`mrfbook.analysis.experiments.summarise`).
 
     Returns
     -------
@@ -224,7 +224,7 @@ def qualitative_claims(summary: Mapping[str, Any], *, close_db: float = 3.0, lif
     Parameters
     ----------
     summary : mapping
-        Chapter 8's summary (:func:`mrfbook.evaluation.summarise`).
+        Chapter 8's summary (:func:`mrfbook.analysis.experiments.summarise`).
     close_db : float
         "Close" means an SNR difference below this (dB, > 0); the paper's FLOR and proposed
         method differ by 0.25 and 2.11 dB.

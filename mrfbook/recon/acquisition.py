@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import scipy.fft as sfft
 
-from mrfbook.validation import check_int, check_nonnegative
+from mrfbook.utils.checks import check_int, check_nonnegative
 
 __all__ = [
     "image_stack",
@@ -76,10 +76,10 @@ def image_stack(maps: Any, sequence: Any, *, b1: np.ndarray | None = None,
 
     Parameters
     ----------
-    maps : mrfbook.phantom.TissueMaps
+    maps : mrfbook.physics.phantom.TissueMaps
         Anything with ``t1_ms``, ``t2_ms`` (ms), ``pd`` (relative, >= 0) as (H, W) float
         arrays and ``tissue_mask`` (H, W) bool.
-    sequence : mrfbook.sequence.FispSequence
+    sequence : mrfbook.physics.sequence.FispSequence
         The FISP schedule (L time points).
     b1 : numpy.ndarray, optional
         (H, W) relative transmit field (flip-angle scale, > 0 inside the mask); None = 1.
@@ -99,7 +99,7 @@ def image_stack(maps: Any, sequence: Any, *, b1: np.ndarray | None = None,
         If the maps disagree in shape, are non-finite, or have T1 <= 0, T2 <= 0, PD < 0
         or B1 <= 0 inside the tissue mask.
     """
-    from mrfbook.epg import simulate_fisp
+    from mrfbook.physics.epg import simulate_fisp
 
     t1, t2, pd, mask = _check_maps(maps)
     if b1 is not None:
@@ -134,7 +134,7 @@ def _check_maps(maps: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
         mask = np.asarray(maps.tissue_mask)
     except AttributeError as exc:
         raise ValueError("maps must have t1_ms, t2_ms, pd and tissue_mask attributes "
-                         "(mrfbook.phantom.TissueMaps)") from exc
+                         "(mrfbook.physics.phantom.TissueMaps)") from exc
     if t1.ndim != 2:
         raise ValueError(f"maps.t1_ms must be a 2-D (H, W) array, got shape {t1.shape}")
     for name, arr in (("t2_ms", t2), ("pd", pd), ("tissue_mask", mask)):
@@ -503,63 +503,6 @@ def zero_filled(y: np.ndarray, op: UndersampledFourier) -> np.ndarray:
     Explained in chapter 5, book/05_undersampling.md.
     """
     return op.adjoint(y)
-
-
-def add_noise(data: np.ndarray, snr_db: float, seed: int | None = 0, *,
-              mask: np.ndarray | None = None) -> np.ndarray:
-    """Add circular complex white Gaussian noise at a stated SNR.
-
-    Definition: ``SNR_dB = 10 log10(P_signal / sigma**2)`` where ``P_signal`` is the mean
-    of ``|data|**2`` over the entries that receive noise and ``sigma**2 = E|n|**2`` is
-    the noise variance per complex entry (real and imaginary parts independent, each of
-    variance ``sigma**2 / 2``). By default noise goes on the non-zero entries of
-    ``data`` -- for k-space from :meth:`UndersampledFourier.forward` these are the
-    sampled locations; for an image stack, the tissue pixels. Pass ``mask`` (bool, same
-    shape) to choose the entries explicitly (e.g. ``op.masks`` for k-space).
-
-    Parameters
-    ----------
-    data : numpy.ndarray
-        Complex (or real) array, k-space (L, H, W) or image stack (H, W, L).
-    snr_db : float
-        Target SNR in dB (finite).
-    seed : int or None
-        Seed of the ``numpy.random.default_rng`` (deterministic).
-    mask : numpy.ndarray, optional
-        bool, same shape as ``data``: where the noise is added and the power measured.
-
-    Returns
-    -------
-    numpy.ndarray
-        complex64 copy of ``data`` with noise.
-
-    Explained in chapter 5, book/05_undersampling.md.
-    """
-    data = np.asarray(data)
-    if not np.all(np.isfinite(data)):
-        raise ValueError("data must be finite (found NaN or inf)")
-    try:
-        snr_db = float(snr_db)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"snr_db must be a finite number of dB, got {snr_db!r}") from exc
-    if not np.isfinite(snr_db):
-        raise ValueError(f"snr_db must be a finite number of dB, got {snr_db!r}")
-    if mask is None:
-        mask = data != 0
-    else:
-        mask = np.asarray(mask)
-        if mask.shape != data.shape or mask.dtype != bool:
-            raise ValueError(f"mask must be a bool array of shape {data.shape}")
-    out = data.astype(np.complex64, copy=True)
-    n = int(mask.sum())
-    if n == 0:
-        return out
-    power = float(np.mean(np.abs(out[mask].astype(np.complex128)) ** 2))
-    sigma = np.sqrt(power / 10.0 ** (snr_db / 10.0))
-    rng = np.random.default_rng(seed)
-    noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) * (sigma / np.sqrt(2.0))
-    out[mask] += noise.astype(np.complex64)
-    return out
 
 
 # ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from .sequence import FispSequence, paper_sequence
+from mrfbook.physics.sequence import FispSequence, paper_sequence
 
 __all__ = [
     "FORMAT_VERSION",
@@ -44,7 +44,7 @@ __all__ = [
 #: Version of the ``.npz`` layout written by :meth:`Dictionary.save`.
 FORMAT_VERSION = 1
 #: Version of the simulated physics (EPG conventions, initial state, echo sampling). Bump it whenever
-#: :func:`mrfbook.epg.simulate_fisp` changes its output for the same inputs: it is part of every
+#: :func:`mrfbook.physics.epg.simulate_fisp` changes its output for the same inputs: it is part of every
 #: cache key, so caches written by older physics are never reused.
 PHYSICS_VERSION = 1
 #: Number of atoms of the paper's dictionary (section 4.1).
@@ -273,7 +273,7 @@ class Dictionary:
     ----------
     atoms : np.ndarray
         (K, L) float32 raw simulated signatures (proton density 1, not normalised), real-valued
-        (the 90° RF-phase convention of :mod:`mrfbook.epg`). Treat as read-only.
+        (the 90° RF-phase convention of :mod:`mrfbook.physics.epg`). Treat as read-only.
     t1_ms, t2_ms : np.ndarray
         (K,) float64 relaxation times of each atom in ms.
     sequence : FispSequence
@@ -500,11 +500,11 @@ def build_dictionary(
     Returns
     -------
     Dictionary
-        Atoms (K, L) float32 from :func:`mrfbook.epg.simulate_fisp`.
+        Atoms (K, L) float32 from :func:`mrfbook.physics.epg.simulate_fisp`.
 
     Explained in chapter 3, book/03_dictionary.md.
     """
-    from .epg import simulate_fisp  # imported late: the EPG module compiles with numba
+    from mrfbook.physics.epg import simulate_fisp  # imported late: the EPG module compiles with numba
 
     if not isinstance(sequence, FispSequence):
         raise ValueError(f"sequence must be a FispSequence, got {type(sequence).__name__}")
@@ -574,7 +574,7 @@ def cached_dictionary(
     Parameters
     ----------
     sequence : FispSequence, optional
-        Defaults to :func:`mrfbook.sequence.paper_sequence`.
+        Defaults to :func:`mrfbook.physics.sequence.paper_sequence`.
     grid : {"paper", "test"}
         :func:`paper_grid` (training, 80,100 atoms) or :func:`shifted_test_grid` (offset 5 ms).
     cache_dir : str or PathLike, optional

@@ -1,7 +1,7 @@
 """The paper's experiments (section 4.2) as functions: synthetic test, phantom maps, speed, storage.
 
 Chapter 8 runs them step by step and draws their figures; chapter 9 puts their summary next to
-the paper's figures (:mod:`mrfbook.paper_figures`). The summary of chapter 8's run is written to
+the paper's figures (:mod:`mrfbook.paper`). The summary of chapter 8's run is written to
 ``<cache>/evaluation/reproduction.json`` with a signature of its inputs (model files, dictionaries,
 library source); chapter 9 uses it when the signature still matches and otherwise runs the same
 experiments itself, so no number is ever typed in.
@@ -27,11 +27,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from mrfbook import metrics
-from mrfbook.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
-from mrfbook.dictionary import default_cache_dir
-from mrfbook.flor import flor_maps, flor_restore
-from mrfbook.lowrank import lowrank_restore
-from mrfbook.matching import brute_force_match, match_maps, match_signatures, search_index
+from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
+from mrfbook.physics.dictionary import default_cache_dir
+from mrfbook.recon.flor import flor_maps, flor_restore
+from mrfbook.recon.lowrank import lowrank_restore
+from mrfbook.recon.matching import brute_force_match, match_maps, match_signatures, search_index
+from mrfbook.nn.inference import predict_parameters
+from mrfbook.nn.runs import ShippedNetwork, network_configs
 
 __all__ = [
     "NETWORK_FOLDERS",
@@ -55,112 +57,16 @@ __all__ = [
     "summary_path",
 ]
 
-#: Shipped model folders under ``models/`` and the names the book uses for them, in display order.
-NETWORK_FOLDERS: dict[str, str] = {"paper_resnet": "paper network", "compact_resnet": "compact network"}
 SUMMARY_FORMAT = "mrfbook-reproduction/1"
 
 
 # --------------------------------------------------------------------------------------------------
 # models
 # --------------------------------------------------------------------------------------------------
-def default_models_dir() -> Path:
-    """The repository's ``models/`` folder (next to the ``mrfbook`` package in a source checkout)."""
-    return Path(__file__).resolve().parent.parent / "models"
-
-
-@dataclass
-class ShippedNetwork:
-    """A trained network committed under ``models/``, with its training record.
-
-    Attributes
-    ----------
-    model : mrfbook.training.TrainedModel
-        The network, its label scaling and training sequence.
-    folder : pathlib.Path
-        Its folder (``model.keras``, ``training_log.jsonl``, ``provenance.json``).
-    log : list of dict
-        One record per training epoch (``seconds``, ``device``, ``backend``, losses...).
-    provenance : dict
-        How the run was produced and its test-grid accuracy as recorded then.
-    """
-
-    model: Any
-    folder: Path
-    log: list[dict[str, Any]]
-    provenance: dict[str, Any]
-
-    def info(self) -> dict[str, Any]:
-        """Weights, size on disk (MB), training device/backend, epochs and median seconds per epoch."""
-        from mrfbook.network import parameter_count
-
-        secs = [float(r["seconds"]) for r in self.log]
-        last = self.log[-1] if self.log else {}
-        return {
-            "folder": self.folder.name,
-            "weights": int(parameter_count(self.model.model)),
-            "file_mb": (self.folder / "model.keras").stat().st_size / 1e6,
-            "epochs": len(self.log),
-            "seconds_per_epoch": float(np.median(secs)) if secs else float("nan"),
-            "train_device": str(last.get("device", "?")),
-            "train_cpu": str(last.get("cpu", "")),
-            "train_backend": str(last.get("backend", "?")),
-            "trained": str(self.provenance.get("date", "?"))[:10],
-            "recorded_test": dict(self.provenance.get("test", {})),
-        }
-
-
-def network_configs(networks: Mapping[str, ShippedNetwork]) -> dict[str, Any]:
-    """Architectures to tabulate: the paper's (always, even without weights) and every shipped network's.
-
-    Returns
-    -------
-    dict
-        ``{name: NetworkConfig}``, "paper network" first.
-
-    Explained in chapter 8, book/08_evaluation.md.
-    """
-    from mrfbook.network import NetworkConfig, paper_config
-
-    configs = {name: NetworkConfig.from_dict(s.model.metadata["network"]) for name, s in networks.items()}
-    return {"paper network": configs.get("paper network", paper_config()), **configs}
-
-
-def shipped_networks(sequence: Any, models_dir: str | os.PathLike | None = None) -> dict[str, ShippedNetwork]:
-    """Load every shipped network in :data:`NETWORK_FOLDERS` whose ``model.keras`` exists.
-
-    Parameters
-    ----------
-    sequence : mrfbook.sequence.FispSequence
-        The sequence the models must have been trained for (a mismatch raises
-        :class:`mrfbook.training.SequenceMismatchError`).
-    models_dir : path, optional
-        Default :func:`default_models_dir`.
-
-    Returns
-    -------
-    dict
-        ``{display name: ShippedNetwork}`` in the order of :data:`NETWORK_FOLDERS`.
-
-    Explained in chapter 8, book/08_evaluation.md.
-    """
-    from mrfbook.training import load_trained_model, read_log
-
-    root = Path(models_dir) if models_dir is not None else default_models_dir()
-    out: dict[str, ShippedNetwork] = {}
-    for folder, name in NETWORK_FOLDERS.items():
-        path = root / folder / "model.keras"
-        if path.is_file():
-            log_path, prov_path = root / folder / "training_log.jsonl", root / folder / "provenance.json"
-            out[name] = ShippedNetwork(
-                model=load_trained_model(path, expected_sequence=sequence), folder=root / folder,
-                log=read_log(log_path) if log_path.is_file() else [],
-                provenance=json.loads(prov_path.read_text()) if prov_path.is_file() else {},
-            )
-    return out
 
 
 def _warm_up(model: Any, n_timepoints: int) -> None:
-    from mrfbook.inference import predict_parameters
+    from mrfbook.nn.inference import predict_parameters
 
     rng = np.random.default_rng(0)
     predict_parameters(model, rng.standard_normal((8, n_timepoints)))
@@ -226,9 +132,9 @@ def synthetic_test(networks: Mapping[str, Any], dictionary: Any, test_dictionary
     ----------
     networks : mapping
         ``{name: TrainedModel}`` (e.g. :func:`shipped_networks`).
-    dictionary : mrfbook.dictionary.Dictionary
+    dictionary : mrfbook.physics.dictionary.Dictionary
         The training dictionary (the paper's grid), searched by matching.
-    test_dictionary : mrfbook.dictionary.Dictionary
+    test_dictionary : mrfbook.physics.dictionary.Dictionary
         The shifted test grid (no (T1, T2) pair in common with ``dictionary``).
     baseline_n : int
         Number of test signatures (>= 1) on which the brute-force matcher is timed.
@@ -239,7 +145,7 @@ def synthetic_test(networks: Mapping[str, Any], dictionary: Any, test_dictionary
 
     Explained in chapter 8, book/08_evaluation.md.
     """
-    from mrfbook.inference import predict_parameters
+    from mrfbook.nn.inference import predict_parameters
 
     if isinstance(baseline_n, bool) or not isinstance(baseline_n, (int, np.integer)) or baseline_n < 1:
         raise ValueError(f"baseline_n must be an integer >= 1, got {baseline_n!r}")
@@ -310,7 +216,7 @@ def _match(stack: np.ndarray, dictionary: Any, mask: np.ndarray, restore_s: floa
 
 
 def _network(stack: np.ndarray, model: Any, mask: np.ndarray, restore_s: float = 0.0) -> MethodMaps:
-    from mrfbook.inference import predict_maps
+    from mrfbook.nn.inference import predict_maps
 
     _warm_up(model, stack.shape[-1])
     t0 = time.perf_counter()
@@ -323,9 +229,9 @@ def full_sampling_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any
 
     Parameters
     ----------
-    phantom : mrfbook.phantom.TissueMaps
+    phantom : mrfbook.physics.phantom.TissueMaps
         Ground truth (T1, T2 in ms, PD, tissue mask), (H, W).
-    dictionary : mrfbook.dictionary.Dictionary
+    dictionary : mrfbook.physics.dictionary.Dictionary
         Matching dictionary; its ``sequence`` simulates the image stack.
     networks : mapping
         ``{name: TrainedModel}``.
@@ -386,14 +292,14 @@ def undersampled_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any]
 
     Parameters
     ----------
-    phantom : mrfbook.phantom.TissueMaps
-    dictionary : mrfbook.dictionary.Dictionary
+    phantom : mrfbook.physics.phantom.TissueMaps
+    dictionary : mrfbook.physics.dictionary.Dictionary
     networks : mapping
         ``{name: TrainedModel}``.
     sampling_ratio : float
         Fraction of k-space per frame, in (0, 1].
     lam : float
-        Nuclear-norm weight (normalised units of :mod:`mrfbook.lowrank`), >= 0.
+        Nuclear-norm weight (normalised units of :mod:`mrfbook.recon.lowrank`), >= 0.
     seed : int
         Seed of the masks.
     truth : numpy.ndarray, optional
@@ -487,7 +393,7 @@ def storage_comparison(n_atoms_t1t2: int, n_timepoints: int, network_configs: Ma
     """
     import dataclasses
 
-    from mrfbook.network import expected_parameter_count
+    from mrfbook.nn.network import expected_parameter_count
 
     for name, value in (("n_atoms_t1t2", n_atoms_t1t2), ("n_timepoints", n_timepoints)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -515,7 +421,7 @@ def inputs_signature(networks: Mapping[str, ShippedNetwork], dictionary: Any, te
 
     Explained in chapter 9, book/09_reproduction.md.
     """
-    from mrfbook.training import file_sha256
+    from mrfbook.utils.provenance import file_sha256
 
     h = hashlib.sha256()
     for name, model in networks.items():
@@ -620,7 +526,7 @@ def run_reproduction(networks: Mapping[str, ShippedNetwork], dictionary: Any, te
 
     Explained in chapter 9, book/09_reproduction.md.
     """
-    from mrfbook.training import runtime_info
+    from mrfbook.nn.runs import runtime_info
 
     models = {k: v.model for k, v in networks.items()}
     synthetic = synthetic_test(models, dictionary, test_dictionary)
@@ -630,3 +536,42 @@ def run_reproduction(networks: Mapping[str, ShippedNetwork], dictionary: Any, te
     return summarise(signature=inputs_signature(networks, dictionary, test_dictionary), synthetic=synthetic,
                      full=full, undersampled=under, phantom=phantom, storage=storage,
                      network_info={k: v.info() for k, v in networks.items()}, machine=runtime_info())
+
+
+def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 4096,
+                           return_predictions: bool = False) -> Any:
+    """Accuracy of a trained model on the atoms of a (test) dictionary.
+
+    Parameters
+    ----------
+    model : TrainedModel
+    dictionary : Dictionary
+        E.g. the shifted test grid (``cached_dictionary(grid="test")``), no pair in common with training.
+    batch_size : int
+        Signatures per forward pass.
+    return_predictions : bool
+        Also return the predictions, so further analysis (e.g. :mod:`mrfbook.analysis.errors`)
+        needs no second pass.
+
+    Returns
+    -------
+    dict, or (dict, (N, 2) float array) with ``return_predictions``
+        ``n``, ``seconds`` (inference), and per parameter ``t1_rmse_ms``, ``t1_mae_ms``,
+        ``t1_max_abs_ms``, ``t1_r2`` (same for t2); the predicted (T1, T2) in ms.
+
+    Explained in chapter 7, book/07_training.md.
+    """
+    from mrfbook.metrics import r2, rmse
+
+    t0 = time.perf_counter()
+    pred = predict_parameters(model, dictionary.atoms, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    out: dict[str, Any] = {"n": int(len(pred)), "seconds": seconds}
+    for j, (name, ref) in enumerate((("t1", dictionary.t1_ms), ("t2", dictionary.t2_ms))):
+        ref = np.asarray(ref, dtype=np.float64)
+        err = pred[:, j] - ref
+        out[f"{name}_rmse_ms"] = float(rmse(pred[:, j], ref))
+        out[f"{name}_mae_ms"] = float(np.mean(np.abs(err)))
+        out[f"{name}_max_abs_ms"] = float(np.max(np.abs(err)))
+        out[f"{name}_r2"] = float(r2(pred[:, j], ref))
+    return (out, pred) if return_predictions else out

@@ -1,0 +1,330 @@
+"""``python -m mrfbook map``: T1, T2 and PD maps from an image stack or k-space, by matching or a network.
+
+Explained in book/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mrfbook.cli.inputs import (
+    InputError,
+    as_image_stack,
+    as_kspace_lhw,
+    as_pixel_mask,
+    as_sampling_masks,
+    load_array,
+)
+
+from mrfbook.cli.common import (
+    Reporter,
+    add_sequence_options,
+    load_dictionary,
+    positive,
+    sequence_from_args,
+)
+
+__all__ = ['add_map_parser']
+
+
+def _load_map_inputs(args: argparse.Namespace, n_timepoints: int):
+    """Read and check the images or k-space (+ masks); returns (images or None, kspace, masks, pixel mask)."""
+    if args.images is not None:
+        for option in ("kspace_layout", "sampling_mask"):
+            if getattr(args, option) is not None:
+                raise InputError(f"--{option.replace('_', '-')}: only used with --kspace")
+        if args.restore != "none":
+            raise InputError("--restore: restoration needs k-space input (--kspace), not --images")
+        images = as_image_stack(load_array(args.images, name="--images"), "--images")
+        height, width, length = images.shape
+        kspace = sampling = None
+    else:
+        if args.kspace_layout is None:
+            raise InputError(
+                "--kspace-layout: required with --kspace; say whether the array is LHW "
+                "(frames, rows, columns) or HWL (rows, columns, frames)"
+            )
+        kspace = as_kspace_lhw(load_array(args.kspace, name="--kspace"), args.kspace_layout)
+        length, height, width = kspace.shape
+        images = None
+        if args.sampling_mask is not None:
+            sampling = as_sampling_masks(
+                load_array(args.sampling_mask, name="--sampling-mask"), kspace.shape, args.kspace_layout
+            )
+            outside = np.count_nonzero(kspace[~sampling])
+            if outside:
+                raise InputError(
+                    f"--kspace: {outside} non-zero samples lie outside --sampling-mask; unsampled "
+                    "k-space points must be 0"
+                )
+        else:
+            if args.restore != "none":
+                raise InputError("--sampling-mask: required with --restore lowrank (which points were measured?)")
+            sampling = np.ones(kspace.shape, dtype=bool)
+    if length != n_timepoints:
+        source = "--dictionary" if args.dictionary is not None else "--model"
+        raise InputError(
+            f"{'--images' if images is not None else '--kspace'}: the data has L = {length} time points "
+            f"but the sequence recorded in {source} has {n_timepoints}; "
+            "the data must come from the sequence the dictionary/model was made for"
+        )
+    if args.mask is not None:
+        pixel_mask = as_pixel_mask(load_array(args.mask, name="--mask"), (height, width))
+    else:
+        pixel_mask = np.ones((height, width), dtype=bool)
+    return images, kspace, sampling, pixel_mask
+
+
+def _reconstruct(kspace: np.ndarray, sampling: np.ndarray, args: argparse.Namespace, say: Reporter) -> np.ndarray:
+    """k-space (L, H, W) -> image stack (H, W, L): zero-filled or low-rank restored."""
+    from mrfbook.recon.acquisition import UndersampledFourier, zero_filled
+
+    op = UndersampledFourier(sampling)
+    if args.restore == "none":
+        say("zero-filled reconstruction (inverse FFT)")
+        return np.asarray(zero_filled(kspace, op))
+    from mrfbook.recon.lowrank import lowrank_restore
+
+    say(f"low-rank restoration (lambda = {args.lam:g}, at most {args.max_iter} iterations)")
+    result = lowrank_restore(kspace, op, lam=args.lam, max_iter=args.max_iter, progress=say.progress)
+    if not result.converged:
+        say(f"warning: low-rank restoration stopped after {result.n_iter} iterations without converging")
+    return np.asarray(result.images)
+
+
+def _real_signatures(signatures: np.ndarray, sequence) -> np.ndarray:
+    """Real signatures (N, L) for the network (which was trained on real atoms).
+
+    Complex data carry a per-pixel phase that is constant in time: it is removed
+    with :func:`mrfbook.nn.inputs.real_signatures` (``complex_mode="dephase"``).
+    That leaves a sign ambiguity, resolved here per pixel by choosing the sign
+    whose best correlation with a coarse dictionary of the same sequence
+    (T1, T2 every 250 ms) is positive.  Real input is used as it is.
+    """
+    if not np.iscomplexobj(signatures):
+        return np.asarray(signatures, dtype=np.float64)
+    from mrfbook.physics.dictionary import build_dictionary, paper_grid
+    from mrfbook.nn.inputs import real_signatures
+
+    reference = build_dictionary(sequence, *paper_grid(step_ms=250.0)).normalised()
+    real = real_signatures(signatures, complex_mode="dephase")
+    corr = real @ reference.T
+    real[corr.max(axis=1) < (-corr).max(axis=1)] *= -1.0
+    return real
+
+
+def _estimate_with_model(trained, sequence, signatures: np.ndarray, say: Reporter):
+    """Network estimate of (T1, T2) in ms; PD by least squares against the simulated signature.
+
+    Pixels without signal (all zeros) get T1 = T2 = PD = 0.
+    """
+    from mrfbook.physics.epg import simulate_fisp
+    from mrfbook.nn.inference import predict_parameters
+
+    real = _real_signatures(signatures, sequence)
+    say(f"network inference on {len(real):,} signatures")
+    params = np.asarray(predict_parameters(trained, real))
+    signal = np.all(np.isfinite(params), axis=1)
+    t1 = np.where(signal, params[:, 0], 0.0)
+    t2 = np.where(signal, params[:, 1], 0.0)
+    pd = np.zeros(len(real))
+    if signal.any():
+        # The network can return values outside the simulated range (even <= 0); PD is then
+        # fitted against the nearest valid tissue (T >= 1 ms), the maps keep the raw output.
+        atoms = np.asarray(simulate_fisp(sequence, np.maximum(t1[signal], 1.0), np.maximum(t2[signal], 1.0),
+                                         dtype=np.float64))
+        x = real[signal]
+        pd[signal] = np.einsum("nl,nl->n", atoms, x) / np.maximum(np.einsum("nl,nl->n", atoms, atoms), 1e-30)
+    return t1, t2, pd
+
+
+def _save_map_png(path: Path, image: np.ndarray, mask: np.ndarray, *, title: str, unit: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = np.where(mask, image, np.nan)
+    finite = shown[np.isfinite(shown)]
+    vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    im = ax.imshow(shown, cmap="magma" if unit == "ms" else "gray", vmin=0.0, vmax=vmax if vmax > 0 else 1.0,
+                   interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xlabel("column (pixel)")
+    ax.set_ylabel("row (pixel)")
+    fig.colorbar(im, ax=ax, label=f"{title} ({unit})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _cmd_map(args: argparse.Namespace, say: Reporter) -> int:
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise InputError(f"--out: parent folder {out.parent} does not exist")
+    if args.max_iter < 1:
+        raise InputError("--max-iter: must be >= 1")
+    given_sequence = sequence_from_args(args)
+
+    if args.dictionary is not None:
+        dictionary = load_dictionary(args.dictionary, expected_sequence=given_sequence)
+        sequence, model = dictionary.sequence, None
+    else:
+        dictionary = None
+        sequence = _model_sequence(args.model, given_sequence)
+    images, kspace, sampling, pixel_mask = _load_map_inputs(args, sequence.n_timepoints)
+    if args.model is not None:
+        say("loading the network")
+        model = _load_model(args.model, sequence)
+    height, width = pixel_mask.shape
+
+    start = time.perf_counter()
+    if images is None:
+        images = _reconstruct(kspace, sampling, args, say)
+    signatures = images.reshape(-1, images.shape[-1])[pixel_mask.ravel()]
+    if dictionary is not None:
+        from mrfbook.recon.matching import match_signatures
+
+        say(f"matching {len(signatures):,} pixels against {dictionary.n_atoms:,} atoms")
+        result = match_signatures(signatures, dictionary, progress=say.progress)
+        t1, t2, pd = result.t1_ms, result.t2_ms, result.pd
+        method = "dictionary matching"
+    else:
+        t1, t2, pd = _estimate_with_model(model, sequence, signatures, say)
+        method = "network"
+
+    maps = {}
+    for key, values in (("t1", t1), ("t2", t2), ("pd", pd)):
+        full = np.zeros(height * width, dtype=np.float64)
+        full[pixel_mask.ravel()] = np.asarray(values, dtype=np.float64)
+        maps[key] = full.reshape(height, width)
+    elapsed = time.perf_counter() - start
+
+    out.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".mrfbook-map.", dir=out))
+    try:
+        for key, image in maps.items():
+            np.save(staging / f"{key}.npy", image)
+        np.save(staging / "mask.npy", pixel_mask)
+        _save_map_png(staging / "t1.png", maps["t1"], pixel_mask, title="T1", unit="ms")
+        _save_map_png(staging / "t2.png", maps["t2"], pixel_mask, title="T2", unit="ms")
+        _save_map_png(staging / "pd.png", maps["pd"], pixel_mask, title="PD", unit="a.u.")
+        summary = {
+            "method": method,
+            "source": str(args.dictionary or args.model),
+            "input": str(args.images or args.kspace),
+            "restore": args.restore,
+            "sequence_digest": sequence.digest,
+            "n_timepoints": sequence.n_timepoints,
+            "shape": [height, width],
+            "n_pixels_mapped": int(pixel_mask.sum()),
+            "seconds": round(elapsed, 3),
+            "units": {"t1": "ms", "t2": "ms", "pd": "a.u. (signal units)"},
+        }
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        for item in sorted(staging.iterdir()):
+            os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    say(f"{method}: {int(pixel_mask.sum()):,} pixels in {elapsed:.1f} s; wrote t1.npy t2.npy pd.npy "
+        f"mask.npy t1.png t2.png pd.png summary.json to {out}")
+    return 0
+
+
+def _model_sequence(path: Path, given_sequence):
+    """The sequence a model from 'train' was trained for, read from its JSON sidecar.
+
+    Reading the small sidecar (``MODEL.json`` beside ``MODEL.keras``, see
+    :func:`mrfbook.nn.model.save_trained_model`) first lets the command refuse a
+    model made for another sequence, or data of the wrong length, before the
+    slow import of Keras.
+    """
+    from mrfbook.physics.sequence import FispSequence
+
+    if not path.is_file():
+        raise InputError(f"--model: file not found: {path}")
+    if path.suffix.lower() != ".keras":
+        raise InputError(f"--model: {path} must be a .keras file written by 'mrfbook train'")
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise InputError(
+            f"--model: {path} has no sidecar {sidecar.name} beside it (it records the sequence and the "
+            "label scaling); use a model written by 'mrfbook train' and keep the two files together"
+        )
+    try:
+        meta = json.loads(sidecar.read_text())
+        sequence = FispSequence.from_dict(meta["sequence"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--model: cannot read the training sequence from {sidecar}: {exc}") from exc
+    if given_sequence is not None and given_sequence.digest != sequence.digest:
+        raise InputError(
+            f"--model: {path} was trained for another sequence (digest {sequence.digest[:12]}, "
+            f"L = {sequence.n_timepoints}) than the one given (digest {given_sequence.digest[:12]}, "
+            f"L = {given_sequence.n_timepoints}); train a network for this sequence"
+        )
+    return sequence
+
+
+def _load_model(path: Path, sequence):
+    """Load the network (Keras) and check it against the sequence from its sidecar."""
+    from mrfbook.nn.model import load_trained_model
+
+    try:
+        return load_trained_model(path, expected_sequence=sequence)
+    except (ValueError, OSError, KeyError) as exc:
+        raise InputError(f"--model: cannot use {path}: {exc}") from exc
+
+
+def add_map_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``map`` command to the parser of ``python -m mrfbook``."""
+    p = subparsers.add_parser(
+        "map",
+        help="map T1, T2 and PD from an image stack or k-space",
+        description="Estimate T1, T2 (ms) and PD maps from your data by dictionary matching "
+        "(--dictionary) or with a trained network (--model). Writes t1.npy, t2.npy, pd.npy "
+        "(float64, (H, W); 0 outside the mask), mask.npy, t1.png, t2.png, pd.png and summary.json "
+        "into --out. Arrays may be .npy, .npz or MATLAB .mat files; use FILE:KEY to pick one "
+        "array of an .npz/.mat file holding several.",
+    )
+    data = p.add_argument_group("data (one of --images / --kspace)")
+    which = data.add_mutually_exclusive_group(required=True)
+    which.add_argument("--images", metavar="FILE[:KEY]",
+                       help="image stack of shape (H, W, L), real or complex, one image per time point")
+    which.add_argument("--kspace", metavar="FILE[:KEY]",
+                       help="Cartesian k-space, complex, shape (L, H, W) or (H, W, L) as told by "
+                       "--kspace-layout, in mrfbook.recon.acquisition's FFT convention (see book/cli.md)")
+    data.add_argument("--kspace-layout", choices=("LHW", "HWL"), type=str.upper, default=None,
+                      help="axis order of --kspace (required with it): LHW = (frames, rows, columns), "
+                      "HWL = (rows, columns, frames)")
+    data.add_argument("--sampling-mask", metavar="FILE[:KEY]", default=None,
+                      help="which k-space points were measured: 0/1 array in the --kspace layout, or one (H, W) "
+                      "mask for all frames (default: fully sampled; required with --restore lowrank)")
+    data.add_argument("--mask", metavar="FILE[:KEY]", default=None,
+                      help="pixels to map: (H, W) array of 0/1 (default: every pixel)")
+    method = p.add_argument_group("method (one of --dictionary / --model)")
+    how = method.add_mutually_exclusive_group(required=True)
+    how.add_argument("--dictionary", type=Path, metavar="DICT.npz", help="dictionary from 'simulate' (matching)")
+    how.add_argument("--model", type=Path, metavar="MODEL.keras", help="network from 'train'")
+    add_sequence_options(p, required=False)
+    p.add_argument("--restore", choices=("none", "lowrank"), default="none",
+                   help="k-space only: 'lowrank' restores undersampled data first (mrfbook.recon.lowrank, "
+                   "nuclear-norm, the paper's lambda = 5); default: zero-filled")
+    p.add_argument("--lam", type=positive(float, "--lam"), default=5.0, metavar="LAMBDA",
+                   help="nuclear-norm weight of --restore lowrank (default: 5, the paper's)")
+    p.add_argument("--max-iter", type=int, default=100, metavar="N",
+                   help="at most this many iterations of --restore lowrank (default: 100; it stops "
+                   "earlier once the relative change is below 1e-4)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_map)

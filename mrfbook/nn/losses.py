@@ -1,0 +1,45 @@
+"""The training loss and the per-parameter metric, registered with Keras under the names models record.
+
+Explained in chapter 7, book/07_training.md.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = ["rmse_loss", "ParameterRMSE"]
+
+
+@keras.saving.register_keras_serializable(package="mrfbook")
+def rmse_loss(y_true, y_pred):
+    """Root-mean-square error over the batch and all outputs (the paper's loss)."""
+    y_true = ops.cast(y_true, y_pred.dtype)
+    return ops.sqrt(ops.mean(ops.square(y_pred - y_true)) + 1e-12)
+
+
+@keras.saving.register_keras_serializable(package="mrfbook")
+class ParameterRMSE(keras.metrics.Metric):
+    """RMSE of one output column in ms, accumulated exactly over an epoch."""
+
+    def __init__(self, index: int = 0, scale: float = 1.0, name: str = "rmse_ms", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.index = int(index)
+        self.scale = float(scale)
+        self.sse = self.add_variable(shape=(), initializer="zeros", name="sse")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        d = (ops.cast(y_pred[:, self.index], "float32") - ops.cast(y_true[:, self.index], "float32")) * self.scale
+        self.sse.assign(self.sse + ops.sum(ops.square(d)))
+        self.count.assign(self.count + ops.cast(ops.shape(d)[0], "float32"))
+
+    def result(self):
+        return ops.sqrt(self.sse / ops.maximum(self.count, 1.0))
+
+    def reset_state(self):
+        self.sse.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "index": self.index, "scale": self.scale}
