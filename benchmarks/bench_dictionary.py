@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +24,7 @@ import numpy as np
 from mrfbook.physics.compression import rank_for_energy, svd_basis
 from mrfbook.physics.dictionary import Dictionary, build_dictionary
 from mrfbook.physics.sequence import paper_sequence
-
-
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+from mrfbook.utils.timing import median_time
 
 
 def main() -> None:

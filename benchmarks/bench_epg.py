@@ -35,12 +35,10 @@ import tracemalloc
 import numpy as np
 
 from mrfbook.physics.bloch import simulate_fisp_isochromats
+from mrfbook.physics.dictionary import paper_grid
 from mrfbook.physics.epg import simulate_fisp, simulate_fisp_numpy
 from mrfbook.physics.sequence import paper_sequence
-
-from mrfbook.physics.dictionary import paper_grid
-
-from benchutil import timed
+from mrfbook.utils.timing import time_calls
 
 
 def grid() -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +86,7 @@ def main() -> None:
 
     simulate_fisp(seq, t1[:100], t2[:100])  # warm-up
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    numba_times = timed(lambda: simulate_fisp(seq, t1, t2), args.repeats)
+    numba_times = time_calls(lambda: simulate_fisp(seq, t1, t2), args.repeats).seconds
     rss_after_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tracemalloc.start()
     atoms = simulate_fisp(seq, t1, t2)
@@ -97,27 +95,27 @@ def main() -> None:
     numba_med = float(np.median(numba_times))
     rows.append((f"EPG numba, all states, {n} tissues (median of {args.repeats})", numba_med,
                  f"min {min(numba_times):.3f} s, max {max(numba_times):.3f} s"))
-    t20 = timed(lambda: simulate_fisp(seq, t1, t2, n_states=20), args.repeats)
+    t20 = time_calls(lambda: simulate_fisp(seq, t1, t2, n_states=20), args.repeats).seconds
     rows.append((f"EPG numba, 20 states (authors' truncation, median of {args.repeats})", float(np.median(t20)), ""))
 
     sub = slice(None, None, 10) if args.quick else slice(None)
     frac = n / t1[sub].size
-    np_times = timed(lambda: simulate_fisp_numpy(seq, t1[sub], t2[sub]), args.numpy_repeats)
+    np_times = time_calls(lambda: simulate_fisp_numpy(seq, t1[sub], t2[sub]), args.numpy_repeats).seconds
     numpy_s = float(np.median(np_times)) * frac
     how = f"{t1[sub].size} tissues x {frac:.2f} (scaled)" if args.quick else "full run"
     rows.append((f"EPG numpy baseline, same pruning (median of {args.numpy_repeats})", numpy_s, how))
     check = simulate_fisp_numpy(seq, t1[::997], t2[::997])
     max_diff = float(np.abs(check - atoms[::997]).max())
     sub_naive = slice(None, None, 10)
-    naive_s = float(np.median(timed(lambda: simulate_fisp_numpy(
-        seq, t1[sub_naive], t2[sub_naive], light_cone=False), 1))) * n / t1[sub_naive].size
+    naive_s = time_calls(lambda: simulate_fisp_numpy(
+        seq, t1[sub_naive], t2[sub_naive], light_cone=False), 1).median * n / t1[sub_naive].size
     rows.append(("EPG numpy, no pruning (all orders)", naive_s, f"{t1[sub_naive].size} tissues, scaled"))
 
     bt1 = np.array([300.0, 800.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 5000.0])
     bt2 = np.array([30.0, 80.0, 60.0, 100.0, 200.0, 500.0, 1000.0, 2000.0])
     simulate_fisp_isochromats(seq, bt1[:1], bt2[:1])
-    b_one = float(np.median(timed(lambda: simulate_fisp_isochromats(seq, bt1[:1], bt2[:1]), 3)))
-    b_many = float(np.median(timed(lambda: simulate_fisp_isochromats(seq, bt1, bt2), 3))) / bt1.size
+    b_one = time_calls(lambda: simulate_fisp_isochromats(seq, bt1[:1], bt2[:1]), 3).median
+    b_many = time_calls(lambda: simulate_fisp_isochromats(seq, bt1, bt2), 3).median / bt1.size
     rows.append(("Bloch isochromats (N = 2L+2 = 402), one tissue", b_one, ""))
     rows.append((f"Bloch isochromats, per tissue in a batch of {bt1.size}", b_many,
                  f"full dictionary ~ {b_many * n / 60:.0f} min"))

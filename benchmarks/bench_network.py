@@ -34,20 +34,19 @@ import json
 import os
 import platform
 import shlex
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from mrfbook.nn.network import build_from_config, compact_config, multiply_adds, paper_config, parameter_count  # noqa: E402
-from mrfbook.physics.phantom import brain_phantom  # noqa: E402
-from mrfbook.nn.training import TrainingConfig, _compile
 from mrfbook.nn.model import LabelScaling
+from mrfbook.nn.network import build_from_config, compact_config, multiply_adds, paper_config, parameter_count  # noqa: E402
 from mrfbook.nn.runs import runtime_info  # noqa: E402
+from mrfbook.nn.training import TrainingConfig, _compile
+from mrfbook.physics.phantom import brain_phantom  # noqa: E402
+from mrfbook.utils.timing import time_calls  # noqa: E402
 
 N_MAP = 128 * 128
 N_FULL = 80_100
@@ -60,13 +59,8 @@ def time_inference(cfg, batch_size: int, jit: bool, x: np.ndarray, repeats: int)
     model.predict(x[: min(len(x), 2 * batch_size)], batch_size=batch_size, verbose=0)  # warm-up / trace
     if len(x) % batch_size:
         model.predict(x[-(len(x) % batch_size):], batch_size=batch_size, verbose=0)  # partial-batch shape
-    times, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        model.predict(x, batch_size=batch_size, verbose=0)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(times), statistics.median(cpu)
+    t = time_calls(lambda: model.predict(x, batch_size=batch_size, verbose=0), repeats)
+    return t.median, t.median_cpu
 
 
 def time_training_epoch(cfg, n_subset: int, rng: np.random.Generator) -> float:
@@ -78,12 +72,7 @@ def time_training_epoch(cfg, n_subset: int, rng: np.random.Generator) -> float:
     _compile(model, tc, LabelScaling.fixed(), gpu=False)
     kw = dict(batch_size=tc.batch_size, validation_data=(x[:n_val], y[:n_val]), verbose=0, shuffle=False)
     model.fit(x[n_val:], y[n_val:], epochs=1, **kw)  # warm-up (tracing)
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        model.fit(x[n_val:], y[n_val:], epochs=1, **kw)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * N_FULL / n_subset
+    return time_calls(lambda: model.fit(x[n_val:], y[n_val:], epochs=1, **kw), 3).median * N_FULL / n_subset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
 
     configs = {"paper": paper_config(), "compact": compact_config()}
-    say(f"# parameters: " + ", ".join(f"{k} {parameter_count(build_from_config(c)):,}" for k, c in configs.items()))
+    say("# parameters: " + ", ".join(f"{k} {parameter_count(build_from_config(c)):,}" for k, c in configs.items()))
     say()
     say(f"Inference of {N_MAP:,} signatures (128x128 map), median of {args.repeats}: "
         "wall-clock s (process CPU s, all threads; less sensitive to other users of the machine)")

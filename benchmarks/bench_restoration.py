@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import sys
-import time
 from contextlib import redirect_stdout
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,37 +41,19 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
 from mrfbook.physics.dictionary import cached_dictionary
-from mrfbook.recon.flor import flor_restore
-from mrfbook.recon.lowrank import data_scale, lowrank_restore, svt
 from mrfbook.physics.phantom import brain_phantom
 from mrfbook.physics.sequence import paper_sequence
+from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
+from mrfbook.recon.flor import flor_restore
+from mrfbook.recon.lowrank import data_scale, lowrank_restore, svt
+from mrfbook.utils.timing import time_calls
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_restoration.txt"
 
 
 def nrmse(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.linalg.norm(estimate - truth) / np.linalg.norm(truth))
-
-
-CPU_TIMES: dict[int, list[float]] = {}
-
-
-def timed(fn, repeats: int):
-    """Wall times of ``repeats`` calls (and their CPU times, kept in CPU_TIMES[id(list)])."""
-    times, cpu, out = [], [], None
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    CPU_TIMES[id(times)] = cpu
-    return times, out
-
-
-def cpu_median(times: list[float]) -> float:
-    return float(np.median(CPU_TIMES[id(times)]))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -93,22 +74,22 @@ def run(args: argparse.Namespace) -> dict:
     flor_restore(y, op, dictionary, n_iter=2)
 
     rows = []
-    zf_times, zf = timed(lambda: zero_filled(y, op), args.repeats)
-    rows.append(dict(method="zero-filled", median_s=float(np.median(zf_times)), n_iter=0,
-                     per_iter_s=float("nan"), converged=True, nrmse=nrmse(zf, x), times=zf_times))
+    zf_t = time_calls(lambda: zero_filled(y, op), args.repeats)
+    rows.append(dict(method="zero-filled", median_s=zf_t.median, n_iter=0,
+                     per_iter_s=float("nan"), converged=True, nrmse=nrmse(zf_t.result, x), times=zf_t))
 
     results = {}
     for name, kwargs in [("low-rank ISTA", dict(fista=False)), ("low-rank FISTA", dict(fista=True))]:
-        times, res = timed(lambda: lowrank_restore(y, op, lam=args.lam, tol=args.tol,
+        times = time_calls(lambda: lowrank_restore(y, op, lam=args.lam, tol=args.tol,
                                                    max_iter=args.max_iter, **kwargs), args.repeats)
-        results[name] = res
-        med = float(np.median(times))
+        results[name] = res = times.result
+        med = times.median
         rows.append(dict(method=name, median_s=med, n_iter=res.n_iter, per_iter_s=med / res.n_iter,
                          converged=res.converged, nrmse=nrmse(res.images, x), times=times,
                          final_rank=int(res.rank[-1]), objective=float(res.objective[-1])))
 
-    times, fres = timed(lambda: flor_restore(y, op, dictionary, lam=args.lam), args.repeats)
-    med = float(np.median(times))
+    times = time_calls(lambda: flor_restore(y, op, dictionary, lam=args.lam), args.repeats)
+    fres, med = times.result, times.median
     rows.append(dict(method=f"FLOR (k = {fres.extra['basis'].shape[1]})", median_s=med,
                      n_iter=fres.n_iter, per_iter_s=med / fres.n_iter, converged=fres.converged,
                      nrmse=nrmse(fres.images, x), times=times, final_rank=int(fres.rank[-1])))
@@ -120,15 +101,15 @@ def run(args: argparse.Namespace) -> dict:
         return lowrank_restore(y, op, lam=args.lam, tol=None, fista=True,
                                max_iter=args.baseline_iters, svt_method="svd")
 
-    b_default, _ = timed(baseline_run, args.repeats)
+    b_default = time_calls(baseline_run, args.repeats)
     with threadpool_limits(1):
-        b_single, _ = timed(baseline_run, args.repeats)
-    b_times = min(b_default, b_single, key=np.median)
+        b_single = time_calls(baseline_run, args.repeats)
+    b_times = min(b_default, b_single, key=lambda t: t.median)
     baseline_threads = "default" if b_times is b_default else "1"
-    g_times, _ = timed(lambda: lowrank_restore(y, op, lam=args.lam, tol=None, fista=True,
-                                               max_iter=args.baseline_iters), args.repeats)
-    base_per_iter = float(np.median(b_times)) / args.baseline_iters
-    gram_per_iter_first = float(np.median(g_times)) / args.baseline_iters
+    g_times = time_calls(lambda: lowrank_restore(y, op, lam=args.lam, tol=None, fista=True,
+                                                 max_iter=args.baseline_iters), args.repeats)
+    base_per_iter = b_times.median / args.baseline_iters
+    gram_per_iter_first = g_times.median / args.baseline_iters
     fista = results["low-rank FISTA"]
     fista_row = rows[2]
     base_total = base_per_iter * fista.n_iter
@@ -140,12 +121,13 @@ def run(args: argparse.Namespace) -> dict:
     # the threshold alone on the first iterate
     s = data_scale(y, op)
     z0 = (op.adjoint_frames(y) / np.float32(s)).astype(np.complex64)
-    svd_default, _ = timed(lambda: svt(z0, args.lam, method="svd"), args.repeats)
+    svd_default = time_calls(lambda: svt(z0, args.lam, method="svd"), args.repeats)
     with threadpool_limits(1):
-        svd_single, _ = timed(lambda: svt(z0, args.lam, method="svd"), args.repeats)
-    svd_t = min(svd_default, svd_single, key=np.median)
-    gram_t, (_, _, rank0) = timed(lambda: svt(z0, args.lam, method="gram"), args.repeats)
-    svt_svd, svt_gram = float(np.median(svd_t)), float(np.median(gram_t))
+        svd_single = time_calls(lambda: svt(z0, args.lam, method="svd"), args.repeats)
+    svd_t = min(svd_default, svd_single, key=lambda t: t.median)
+    gram_t = time_calls(lambda: svt(z0, args.lam, method="gram"), args.repeats)
+    _, _, rank0 = gram_t.result
+    svt_svd, svt_gram = svd_t.median, gram_t.median
 
     width = 30
     print(f"{'method':<{width}} {'median s':>9} {'CPU s':>7} {'iters':>6} {'s/iter':>8} {'conv':>5} "
@@ -154,8 +136,8 @@ def run(args: argparse.Namespace) -> dict:
     for r in rows:
         per = "" if not np.isfinite(r["per_iter_s"]) else f"{r['per_iter_s']:.4f}"
         err = "" if not np.isfinite(r["nrmse"]) else f"{r['nrmse']:.4f}"
-        note = r.get("note", f"runs {', '.join(f'{t:.2f}' for t in r['times'])} s")
-        cpu = cpu_median(r["times"]) * (r["median_s"] / float(np.median(r["times"])))
+        note = r.get("note", f"runs {', '.join(f'{t:.2f}' for t in r['times'].seconds)} s")
+        cpu = r["times"].median_cpu * (r["median_s"] / r["times"].median)
         print(f"{r['method']:<{width}} {r['median_s']:>9.3f} {cpu:>7.2f} {r['n_iter']:>6d} {per:>8} "
               f"{str(r['converged']):>5} {err:>8}  {note}")
     print("-" * 90)
@@ -175,8 +157,8 @@ def run(args: argparse.Namespace) -> dict:
         "zero_filled_nrmse": round(rows[0]["nrmse"], 4),
         "ista_s": round(rows[1]["median_s"], 3), "ista_iters": rows[1]["n_iter"],
         "ista_s_per_iter": round(rows[1]["per_iter_s"], 4), "ista_nrmse": round(rows[1]["nrmse"], 4),
-        "ista_cpu_s": round(cpu_median(rows[1]["times"]), 3),
-        "fista_s": round(rows[2]["median_s"], 3), "fista_cpu_s": round(cpu_median(rows[2]["times"]), 3),
+        "ista_cpu_s": round(rows[1]["times"].median_cpu, 3),
+        "fista_s": round(rows[2]["median_s"], 3), "fista_cpu_s": round(rows[2]["times"].median_cpu, 3),
         "fista_iters": rows[2]["n_iter"],
         "fista_s_per_iter": round(rows[2]["per_iter_s"], 4), "fista_nrmse": round(rows[2]["nrmse"], 4),
         "flor_s": round(rows[3]["median_s"], 3), "flor_iters": rows[3]["n_iter"],

@@ -1,4 +1,7 @@
-"""``python -m mrfbook``: the command line (see :mod:`mrfbook.cli` and book/cli.md)."""
+"""``python -m mrfbook``: the command line (see :mod:`mrfbook.cli`).
+
+Explained in book/cli.md.
+"""
 
 import sys
 

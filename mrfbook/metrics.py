@@ -12,9 +12,12 @@ Explained in chapter 4, book/04_matching.md.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
-__all__ = ["rmse", "nrmse", "r2", "snr_db", "psnr_db", "paper_snr_db", "summarise"]
+__all__ = ["rmse", "nrmse", "r2", "snr_db", "psnr_db", "paper_snr_db", "summarise", "parameter_scores",
+           "PARAMETER_SCORES"]
 
 
 def _pair(estimate, reference, mask) -> tuple[np.ndarray, np.ndarray]:
@@ -116,4 +119,63 @@ def summarise(estimate, reference, mask=None, *, peak: float | None = None) -> d
         out["psnr_db"] = psnr_db(estimate, reference, mask, peak=peak)
     out["paper_snr_db"] = paper_snr_db(estimate, reference)
     out["paper_rmse"] = rmse(estimate, reference)
+    return out
+
+
+#: The per-parameter scores :func:`parameter_scores` knows, with the unit suffix of their keys.
+PARAMETER_SCORES: dict[str, str] = {"rmse": "_ms", "mae": "_ms", "max_abs": "_ms", "r2": ""}
+
+
+def parameter_scores(estimate_ms, t1_ms, t2_ms, mask=None, *,
+                     scores: Sequence[str] = ("rmse", "mae", "max_abs", "r2")) -> dict[str, float]:
+    """Accuracy of estimated (T1, T2) against the true values, parameter by parameter.
+
+    The one place the per-parameter scores of the book are computed: the synthetic tests of
+    chapters 7 and 8 and the studies of chapter 10 all call it.
+
+    Parameters
+    ----------
+    estimate_ms : array_like
+        (N, 2) estimated [T1, T2] in ms (any float dtype, finite over ``mask``).
+    t1_ms, t2_ms : array_like
+        (N,) true T1 and T2 in ms.
+    mask : array_like, optional
+        (N,) bool, the rows that count; None for all.
+    scores : sequence of str
+        Which scores, in this order, from ``"rmse"`` (root-mean-square error, ms), ``"mae"``
+        (mean absolute error, ms), ``"max_abs"`` (largest absolute error, ms) and ``"r2"``
+        (:func:`r2`, unitless).
+
+    Returns
+    -------
+    dict
+        Python floats, T1's scores first, then T2's, each in the order of ``scores``, keyed
+        ``t1_rmse_ms``, ``t1_mae_ms``, ``t1_max_abs_ms``, ``t1_r2`` (and ``t2_...``).
+
+    Explained in chapter 7, book/07_training.md.
+    """
+    unknown = [name for name in scores if name not in PARAMETER_SCORES]
+    if unknown or not scores:
+        raise ValueError(f"scores must be a non-empty sequence of {sorted(PARAMETER_SCORES)}, got {scores!r}")
+    est = np.asarray(estimate_ms, dtype=np.float64)
+    refs = (np.asarray(t1_ms, dtype=np.float64), np.asarray(t2_ms, dtype=np.float64))
+    if refs[0].ndim != 1 or refs[0].shape != refs[1].shape:
+        raise ValueError(f"t1_ms and t2_ms must be 1-D arrays of the same length, "
+                         f"got shapes {refs[0].shape} and {refs[1].shape}")
+    n = refs[0].size
+    if est.shape != (n, 2):
+        raise ValueError(f"estimate_ms must have shape (N, 2) = ({n}, 2) (T1, T2 in ms), got {est.shape}")
+    out: dict[str, float] = {}
+    for j, (key, ref) in enumerate(zip(("t1", "t2"), refs)):
+        e, r = _pair(est[:, j], ref, mask)
+        for name in scores:
+            if name == "rmse":
+                value = rmse(e, r)
+            elif name == "mae":
+                value = np.mean(np.abs(e - r))
+            elif name == "max_abs":
+                value = np.max(np.abs(e - r))
+            else:
+                value = r2(e, r)
+            out[f"{key}_{name}{PARAMETER_SCORES[name]}"] = float(value)
     return out

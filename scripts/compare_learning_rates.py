@@ -25,10 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from mrfbook.nn.data import random_subset  # noqa: E402
+from mrfbook.nn.training import TrainingConfig, train
 from mrfbook.physics.dictionary import cached_dictionary  # noqa: E402
 from mrfbook.physics.sequence import paper_sequence  # noqa: E402
-from mrfbook.nn.training import TrainingConfig, train
-from mrfbook.nn.data import random_subset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

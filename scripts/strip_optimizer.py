@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from mrfbook.utils.provenance import file_sha256
 from mrfbook.nn.model import load_trained_model, save_trained_model  # noqa: E402
+from mrfbook.utils.provenance import file_sha256
 
 
 def main(argv: list[str] | None = None) -> int:

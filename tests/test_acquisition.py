@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrfbook.recon.acquisition import UndersampledFourier, density_pdf, image_stack, variable_density_masks, zero_filled
-from mrfbook.physics.noise import add_noise
 from mrfbook.physics.epg import simulate_fisp
+from mrfbook.physics.noise import add_noise
 from mrfbook.physics.phantom import TissueMaps
 from mrfbook.physics.sequence import paper_sequence
+from mrfbook.recon.acquisition import UndersampledFourier, density_pdf, image_stack, variable_density_masks, zero_filled
 
 
 def _random_stack(shape, seed):
@@ -151,7 +151,7 @@ def test_adjoint_identity(pattern):
 
 
 @pytest.mark.parametrize("pattern", ["lines", "points"])
-def test_internal_fast_paths_match_public_operators(pattern):
+def test_packed_fast_paths_match_public_operators(pattern):
     masks = variable_density_masks((32, 24), 6, 0.3, pattern=pattern, seed=4)
     op = UndersampledFourier(masks)
     assert op.line_masks == (pattern == "lines")
@@ -160,10 +160,10 @@ def test_internal_fast_paths_match_public_operators(pattern):
     normal = op.normal(x)
     np.testing.assert_allclose(np.moveaxis(op.normal_frames(frames), 0, 2), normal, atol=1e-5)
     np.testing.assert_allclose(normal, op.adjoint(op.forward(x)), atol=1e-5)
-    # data term in the internal domain has the same norm as in k-space (unitary readout FFT)
+    # data term in the packed domain has the same norm as in k-space (unitary readout FFT)
     y = op.forward(x)
-    assert np.isclose(np.linalg.norm(op.internal_data(y)), np.linalg.norm(y), rtol=1e-5)
-    np.testing.assert_allclose(op.internal_forward(frames), op.internal_data(y), atol=1e-5)
+    assert np.isclose(np.linalg.norm(op.packed_data(y)), np.linalg.norm(y), rtol=1e-5)
+    np.testing.assert_allclose(op.packed_forward(frames), op.packed_data(y), atol=1e-5)
 
 
 def test_orthonormal_fft_preserves_energy_and_full_mask_inverts():

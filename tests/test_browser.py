@@ -26,12 +26,12 @@ site to prove that it does catch each kind of problem.
 from __future__ import annotations
 
 import base64
-import time
 import functools
 import http.server
 import os
 import re
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager

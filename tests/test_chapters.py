@@ -50,7 +50,9 @@ CHAPTERS = _toc_files()
 
 def test_toc_lists_every_chapter_file():
     on_disk = {p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "book").glob("*.md")}
-    assert on_disk == set(CHAPTERS), f"not in _toc.yml: {sorted(on_disk - set(CHAPTERS))}; missing files: {sorted(set(CHAPTERS) - on_disk)}"
+    assert on_disk == set(CHAPTERS), (
+        f"not in _toc.yml: {sorted(on_disk - set(CHAPTERS))}; missing files: {sorted(set(CHAPTERS) - on_disk)}"
+    )
 
 
 @pytest.mark.chapters

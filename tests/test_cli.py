@@ -56,9 +56,9 @@ def write_sequence_csv(path: Path, sequence) -> None:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
     """Sequence file, dictionary (made by the CLI), images, k-space and masks in one folder."""
-    from mrfbook.recon.acquisition import UndersampledFourier
     from mrfbook.physics.epg import simulate_fisp
     from mrfbook.physics.sequence import paper_sequence
+    from mrfbook.recon.acquisition import UndersampledFourier
 
     folder = tmp_path_factory.mktemp("cli")
     sequence = paper_sequence(L)
@@ -72,7 +72,7 @@ def data(tmp_path_factory) -> dict:
     yy, xx = np.mgrid[:SIZE, :SIZE]
     r = np.hypot(yy - SIZE / 2 + 0.5, xx - SIZE / 2 + 0.5)
     labels = np.select([r < 3, r < 5.5, r < 7.5], [1, 2, 3], 0)
-    t1 = np.zeros((SIZE, SIZE)); t2 = np.zeros((SIZE, SIZE)); pd = np.zeros((SIZE, SIZE))
+    t1, t2, pd = (np.zeros((SIZE, SIZE)) for _ in range(3))
     for label, (a, b, c) in enumerate(TISSUES, start=1):
         t1[labels == label], t2[labels == label], pd[labels == label] = a, b, c
     mask = labels > 0
@@ -219,8 +219,8 @@ def test_map_kspace_layouts_and_mat_files(data, layout, tmp_path):
 @needs_matching
 @pytest.mark.skipif(not HAVE_LOWRANK, reason="mrfbook.recon.lowrank not written yet")
 def test_map_undersampled_kspace_with_lowrank_restoration(data, tmp_path):
-    from mrfbook.recon.acquisition import UndersampledFourier, variable_density_masks
     from mrfbook.physics.dictionary import Dictionary
+    from mrfbook.recon.acquisition import UndersampledFourier, variable_density_masks
     from mrfbook.recon.lowrank import lowrank_restore
     from mrfbook.recon.matching import match_signatures
 
@@ -348,13 +348,14 @@ def test_train_then_map_with_the_model(data, tmp_path):
     assert result.returncode == 2
     assert "L = 40 time points" in result.stderr and "--model" in result.stderr
     assert listing(tmp_path) == before
-    # A model without its sidecar is refused too.
+    # The .keras file carries its metadata: without the sidecar the sequence is still checked
+    # (a model file with no metadata at all is refused: tests/test_mapping.py).
     (tmp_path / "model.json").rename(tmp_path / "elsewhere.json")
     before = listing(tmp_path)
-    result = run_cli("map", "--images", folder / "images.npy", "--model", "model.keras", "--out", "refused",
-                     cwd=tmp_path)
+    result = run_cli("map", "--images", folder / "images.npy", "--model", "model.keras",
+                     "--sequence", folder / "other.csv", "--out", "refused", cwd=tmp_path)
     assert result.returncode == 2
-    assert "no sidecar" in result.stderr
+    assert "trained for another sequence" in result.stderr
     assert listing(tmp_path) == before
 
 

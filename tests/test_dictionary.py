@@ -11,10 +11,10 @@ from mrfbook.physics.dictionary import (
     Dictionary,
     StaleDictionaryError,
     b1_grid,
-    grid_image,
     build_dictionary,
     cache_path,
     cached_dictionary,
+    grid_image,
     paper_grid,
     shifted_test_grid,
 )

@@ -7,15 +7,13 @@ import json
 import math
 from types import SimpleNamespace
 
+import keras  # noqa: E402  (mrfbook.nn.network needs it anyway)
 import numpy as np
 import pytest
 
 from mrfbook.analysis import experiments as ev
 from mrfbook.nn import runs
-from mrfbook.physics.dictionary import build_dictionary, paper_grid, shifted_test_grid
-from mrfbook.physics.sequence import paper_sequence
-
-import keras  # noqa: E402  (mrfbook.nn.network needs it anyway)
+from mrfbook.nn.model import LabelScaling, TrainedModel  # noqa: E402
 from mrfbook.nn.network import (
     NetworkConfig,
     block_channels,
@@ -24,7 +22,8 @@ from mrfbook.nn.network import (
     expected_parameter_count,
     paper_config,
 )
-from mrfbook.nn.model import LabelScaling, TrainedModel  # noqa: E402
+from mrfbook.physics.dictionary import build_dictionary, paper_grid, shifted_test_grid
+from mrfbook.physics.sequence import paper_sequence
 
 # coarse version of the paper grid (T1 1..2901, T2 1..501 ms, step 100 ms) and the same grid shifted
 # by half a step: ~165 atoms each, built in about a second
@@ -327,7 +326,7 @@ def test_load_summary_rejects_binary_garbage_and_folders(tmp_path):
     assert ev.load_summary("abc", tmp_path) is None  # a folder, not a file
 
 
-def test_summarise_builds_the_structure_chapter_9_reads(phantom):
+def test_summarise_reproduction_builds_the_structure_chapter_9_reads(phantom):
     synth = ev.SyntheticTest(t1_ms=np.array([100.0, 200.0, 300.0]), t2_ms=np.array([10.0, 20.0, 40.0]),
                              estimates={"matching": np.array([[101.0, 10.0], [199.0, 20.0], [300.0, 41.0]])},
                              seconds={"matching": np.float64(0.5)}, baseline_seconds=9.0, baseline_n=3,
@@ -336,8 +335,9 @@ def test_summarise_builds_the_structure_chapter_9_reads(phantom):
     under = ev.UndersampledResult(truth=None, zero_filled=None, lowrank=None, flor=None, maps={"FLOR": maps},
                                   sampling_fraction=np.float32(0.15), lowrank_iterations=np.int64(12),
                                   flor_iterations=30)
-    s = ev.summarise(signature="sig", synthetic=synth, full={"matching": maps}, undersampled=under, phantom=phantom,
-                     storage=ev.storage_comparison(10, 20, {}), network_info={}, machine={"cpu": "test"})
+    s = ev.summarise_reproduction(signature="sig", synthetic=synth, full={"matching": maps}, undersampled=under,
+                                  phantom=phantom, storage=ev.storage_comparison(10, 20, {}), network_info={},
+                                  machine={"cpu": "test"})
     text = json.dumps(s, allow_nan=True)  # plain Python types only
     assert json.loads(text)["signature"] == "sig"
     assert s["format"] == ev.SUMMARY_FORMAT

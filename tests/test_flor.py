@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
 from mrfbook.physics.compression import svd_basis
 from mrfbook.physics.dictionary import build_dictionary, paper_grid
-from mrfbook.recon.flor import FLOR_MIN_CORRELATION, flor_maps, flor_restore, subspace_basis
 from mrfbook.physics.phantom import brain_phantom
 from mrfbook.physics.sequence import paper_sequence
+from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
+from mrfbook.recon.flor import FLOR_MIN_CORRELATION, flor_maps, flor_restore, subspace_basis
 
 SIZE, FRAMES = 32, 60
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrfbook.physics.dictionary import build_dictionary, paper_grid
-from mrfbook.nn.runs import default_models_dir
 from mrfbook.analysis.errors import errors_by_t2_row
-from mrfbook.physics.sequence import paper_sequence
 from mrfbook.nn.model import load_trained_model
+from mrfbook.nn.runs import default_models_dir
+from mrfbook.physics.dictionary import build_dictionary, paper_grid
+from mrfbook.physics.sequence import paper_sequence
 
 
 @pytest.fixture(scope="module")

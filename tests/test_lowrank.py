@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
-from mrfbook.recon.lowrank import REFERENCE_SCALE, data_scale, lowrank_restore, svt
 from mrfbook.physics.phantom import brain_phantom
 from mrfbook.physics.sequence import paper_sequence
+from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
+from mrfbook.recon.lowrank import REFERENCE_SCALE, data_scale, lowrank_restore, svt
 
 SIZE, FRAMES = 32, 60
 

@@ -5,9 +5,9 @@ import pytest
 
 from mrfbook.physics.dictionary import build_dictionary, cached_dictionary, paper_grid
 from mrfbook.physics.epg import simulate_fisp
-from mrfbook.recon.matching import DEFAULT_RANK, brute_force_match, match_maps, match_signatures, search_index
 from mrfbook.physics.phantom import brain_phantom
 from mrfbook.physics.sequence import paper_sequence
+from mrfbook.recon.matching import DEFAULT_RANK, brute_force_match, match_maps, match_signatures, search_index
 
 
 @pytest.fixture(scope="module")

@@ -60,3 +60,34 @@ def test_bad_inputs():
         metrics.psnr_db(EST, REF, peak=0)
     with pytest.raises(ValueError, match="constant"):
         metrics.r2(EST, np.ones(4))
+
+
+def test_parameter_scores_by_hand():
+    # T1: errors (0, 0, 0, 2) as above; T2: errors (1, -1, 1, -1) around 10, 20, 30, 40
+    t2 = np.array([10.0, 20.0, 30.0, 40.0])
+    est = np.stack([EST, t2 + np.array([1.0, -1.0, 1.0, -1.0])], axis=1).astype(np.float32)
+    s = metrics.parameter_scores(est, REF, t2)
+    assert list(s) == ["t1_rmse_ms", "t1_mae_ms", "t1_max_abs_ms", "t1_r2",
+                       "t2_rmse_ms", "t2_mae_ms", "t2_max_abs_ms", "t2_r2"]
+    assert all(type(v) is float for v in s.values())
+    assert s["t1_rmse_ms"] == pytest.approx(1.0) and s["t1_mae_ms"] == pytest.approx(0.5)
+    assert s["t1_max_abs_ms"] == 2.0 and s["t1_r2"] == pytest.approx(1 - 4 / 5)
+    assert s["t2_rmse_ms"] == s["t2_mae_ms"] == s["t2_max_abs_ms"] == 1.0
+    assert s["t2_r2"] == pytest.approx(1 - 4 / 500)
+    # the same numbers as the single metrics, a subset in the asked order, and a mask
+    assert s["t1_rmse_ms"] == metrics.rmse(est[:, 0], REF) and s["t2_r2"] == metrics.r2(est[:, 1], t2)
+    assert list(metrics.parameter_scores(est, REF, t2, scores=("r2", "rmse"))) == [
+        "t1_r2", "t1_rmse_ms", "t2_r2", "t2_rmse_ms"]
+    masked = metrics.parameter_scores(est, REF, t2, np.array([True, True, True, False]), scores=("max_abs",))
+    assert masked == {"t1_max_abs_ms": 0.0, "t2_max_abs_ms": 1.0}
+
+
+def test_parameter_scores_rejects_bad_input():
+    with pytest.raises(ValueError, match="estimate_ms"):
+        metrics.parameter_scores(np.zeros((4, 3)), REF, REF)
+    with pytest.raises(ValueError, match="t1_ms and t2_ms"):
+        metrics.parameter_scores(np.zeros((4, 2)), REF, REF[:3])
+    with pytest.raises(ValueError, match="scores"):
+        metrics.parameter_scores(np.zeros((4, 2)), REF, REF, scores=("bias",))
+    with pytest.raises(ValueError, match="finite"):
+        metrics.parameter_scores(np.full((4, 2), np.nan), REF, REF)

@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from mrfbook.report.figures import MapScales, map_comparison  # noqa: E402
 from mrfbook.paper import PAPER, paper_value  # noqa: E402
+from mrfbook.report.figures import MapScales, map_comparison  # noqa: E402
 from mrfbook.report.tables import markdown_table  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Tests for mrfbook.report.reproduction: the paper-vs-book table built from a hand-made summary.
 
-The summary mimics :func:`mrfbook.analysis.experiments.summarise` (same keys); its values are invented so
+The summary mimics :func:`mrfbook.analysis.experiments.summarise_reproduction` (same keys); its values are invented so
 that each row's number can be traced back to one entry.
 """
 
@@ -29,7 +29,7 @@ def _map_score(t1_snr, t2_snr, t1_rmse, t2_rmse, restore_s, map_s):
 
 
 def make_summary(nets=("paper network", "compact network")):
-    """A complete summary with the structure summarise() returns."""
+    """A complete summary with the structure summarise_reproduction() returns."""
     networks = {n: {"folder": n.replace(" network", "_resnet"), "weights": 3_841_122 if n == "paper network"
                     else 173_618, "file_mb": 46.2, "epochs": 50, "seconds_per_epoch": 95.5,
                     "train_device": "cpu", "train_cpu": "Test CPU", "train_backend": "tensorflow",
@@ -157,31 +157,29 @@ def test_the_authors_snr_definition_is_quoted_alongside(summary, rows):
 
 
 # -- which network stands for the paper's ------------------------------------------------------------
-def test_proposed_network_prefers_the_paper_network():
+def test_proposed_network_is_the_paper_network():
     assert proposed_network(make_summary()) == "paper network"
-    assert proposed_network(make_summary(("compact network",))) == "compact network"
     assert proposed_network({"networks": {"compact network": {}, "paper network": {}}}) == "paper network"
-    with pytest.raises(ValueError, match="paper network"):
-        proposed_network({"networks": {"other": {}}})
-    with pytest.raises(ValueError):
-        proposed_network({})
+    for bad in ({"networks": {"other": {}}}, {"networks": {"compact network": {}}}, {}):
+        with pytest.raises(ValueError, match="paper network"):
+            proposed_network(bad)
 
 
-def test_compact_network_stands_in_and_says_so():
-    s = make_summary(("compact network",))
+def test_rows_follow_the_paper_network_and_never_say_it_stands_in():
+    s = make_summary()
     rows = reproduction_rows(s)
-    assert covered_paper_keys(rows) == set(paper_number_keys())
     r = _row(rows, "synthetic", "t1_rmse_ms")
-    assert r["book_value"] == s["synthetic"]["scores"]["compact network"]["t1_rmse_ms"]
-    assert "compact network" in r["conditions"] and "stands in" in r["difference"]
-    assert "stands in" not in _row(reproduction_rows(make_summary()), "synthetic", "t1_rmse_ms")["difference"]
+    assert r["book_value"] == s["synthetic"]["scores"]["paper network"]["t1_rmse_ms"]
+    assert "paper network" in r["conditions"] and "stands in" not in r["difference"]
     assert _row(rows, "undersampled", "proposed", "t1_snr_db")["book_value"] == (
-        s["undersampled"]["scores"]["low-rank + compact network"]["t1_snr_db"])
+        s["undersampled"]["scores"]["low-rank + paper network"]["t1_snr_db"])
+    with pytest.raises(ValueError, match="paper network"):
+        reproduction_rows(make_summary(("compact network",)))
 
 
 def test_no_network_raises():
     s = make_summary(())
-    with pytest.raises(ValueError, match="no network"):
+    with pytest.raises(ValueError, match="paper network"):
         reproduction_rows(s)
 
 

@@ -11,12 +11,6 @@ import keras
 import numpy as np
 import pytest
 
-from mrfbook.physics.dictionary import build_dictionary
-from mrfbook.physics.epg import simulate_fisp
-from mrfbook.nn.inputs import normalise_signatures
-from mrfbook.nn.inference import predict_parameters
-from mrfbook.nn.network import NetworkConfig, build_from_config, parameter_count
-from mrfbook.physics.sequence import paper_sequence
 from mrfbook.analysis.studies import (
     accuracy,
     fine_tune,
@@ -26,8 +20,14 @@ from mrfbook.analysis.studies import (
     scale_flip_angles,
     training_cost,
 )
+from mrfbook.nn.inference import predict_parameters
+from mrfbook.nn.inputs import normalise_signatures
 from mrfbook.nn.model import LabelScaling, TrainedModel
+from mrfbook.nn.network import NetworkConfig, build_from_config, parameter_count
 from mrfbook.nn.training import TrainingConfig, train
+from mrfbook.physics.dictionary import build_dictionary
+from mrfbook.physics.epg import simulate_fisp
+from mrfbook.physics.sequence import paper_sequence
 
 TINY_NET = NetworkConfig(stem_channels=4, n_blocks=2, max_channels=8, kernel_size=3)
 

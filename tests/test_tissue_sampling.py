@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mrfbook.physics.dictionary import build_dictionary
-from mrfbook.physics.sequence import paper_sequence
 from mrfbook.nn.data import fresh_training_set, sample_tissues
 from mrfbook.nn.inputs import prepare_training_data
+from mrfbook.physics.dictionary import build_dictionary
+from mrfbook.physics.sequence import paper_sequence
 
 RANGES = {"t1_range_ms": (1.0, 4991.0), "t2_range_ms": (1.0, 1991.0)}
 

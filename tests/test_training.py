@@ -13,12 +13,10 @@ import keras
 import numpy as np
 import pytest
 
-from mrfbook.physics.dictionary import build_dictionary
-from mrfbook.nn.inputs import normalise_signatures, real_signatures
+from mrfbook.analysis.experiments import evaluate_on_dictionary
+from mrfbook.nn.data import noisy_training_inputs, random_subset, split_indices
 from mrfbook.nn.inference import predict_maps, predict_parameters
-from mrfbook.nn.network import NetworkConfig, compact_config, paper_config
-from mrfbook.physics.sequence import paper_sequence
-from mrfbook.nn.training import CheckpointMismatchError, TrainingConfig, train
+from mrfbook.nn.inputs import normalise_signatures, prepare_training_data, real_signatures
 from mrfbook.nn.model import (
     LabelScaling,
     SequenceMismatchError,
@@ -28,11 +26,12 @@ from mrfbook.nn.model import (
     save_trained_model,
     sidecar_path,
 )
-from mrfbook.physics.noise import add_signature_noise
-from mrfbook.nn.data import noisy_training_inputs, random_subset, split_indices
-from mrfbook.analysis.experiments import evaluate_on_dictionary
-from mrfbook.nn.inputs import prepare_training_data
+from mrfbook.nn.network import NetworkConfig, compact_config, paper_config
 from mrfbook.nn.runs import read_log
+from mrfbook.nn.training import CheckpointMismatchError, TrainingConfig, train
+from mrfbook.physics.dictionary import build_dictionary
+from mrfbook.physics.noise import add_signature_noise
+from mrfbook.physics.sequence import paper_sequence
 
 # The short training of the tests: T1 100..2000 ms x T2 10..200 ms (100 x 20 = 2,000 atoms),
 # paper sequence (200 time points), compact network, 6 epochs, batch 64, Adam 3e-3
@@ -525,3 +524,45 @@ def test_reset_optimizer_fine_tunes_a_weights_only_model(tiny_dictionary, tmp_pa
     # the optimizer is new: its iteration count restarts (the continued one carries the first run's steps)
     continued = train(tiny_dictionary, still, initial_model=saved, progress=False)
     assert int(tuned.model.optimizer.iterations) < int(continued.model.optimizer.iterations)
+
+
+# ----------------------------------------------------------------------------- run folders
+def test_run_folder_write_read_roundtrip(tiny_dictionary, sequence, tmp_path):
+    from mrfbook.nn.runs import RUN_FILES, read_run_folder, write_run_folder
+    from mrfbook.paper import paper_value
+
+    folder = tmp_path / "run"
+    result = train(tiny_dictionary, TrainingConfig.from_dict({**TINY.to_dict(), "epochs": 1}),
+                   checkpoint_dir=folder / "checkpoints", progress=False)
+    metrics = {"n": 7, "t1_rmse_ms": 1.5, "t2_rmse_ms": 0.5, "t1_r2": 0.9, "t2_r2": 0.8}
+    path = write_run_folder(result, folder, log_path=folder / "checkpoints" / "training_log.jsonl",
+                            test_metrics=metrics, command="python train.py", git_commit="abc", subset=True)
+    assert path == folder / "model.keras"
+    assert {p.name for p in folder.iterdir()} == set(RUN_FILES) | {"checkpoints"}  # nothing temporary left
+    run = read_run_folder(folder, expected_sequence=sequence)
+    assert run.config == TINY.to_dict() | {"epochs": 1} and run.history == result.history
+    assert run.log == read_log(folder / "checkpoints" / "training_log.jsonl")
+    p = run.provenance
+    assert (p["command"], p["git_commit"], p["subset"], p["test"], p["n_test_atoms"]) == (
+        "python train.py", "abc", True, metrics, 7)
+    assert p["paper_test"] == {k: paper_value("synthetic", k) for k in ("t1_rmse_ms", "t2_rmse_ms", "t1_r2", "t2_r2")}
+    assert p["n_train_atoms"] == tiny_dictionary.n_atoms and p["epochs_completed"] == 1
+    assert p["sequence_digest"] == sequence.digest and p["continued_from"] is None
+    assert p["seconds_per_epoch_all"] == result.history["seconds"] and p["backend"] == keras.backend.backend()
+    x = tiny_dictionary.atoms[:20]
+    np.testing.assert_allclose(run.model.predict(x), result.trained_model().predict(x), rtol=1e-6)
+    assert run.info()["epochs"] == 1 and run.info()["recorded_test"] == metrics
+    # a result trained without a log: the log is rebuilt from the history; a new folder is created whole
+    lone = write_run_folder(result, tmp_path / "lone")
+    log = read_log(lone.parent / "training_log.jsonl")
+    assert [r["epoch"] for r in log] == [1] and log[0]["loss"] == result.history["loss"][0]
+    assert json.loads((lone.parent / "provenance.json").read_text())["test"] is None
+    assert {p.name for p in tmp_path.iterdir()} == {"run", "lone"}
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="folder"):
+        write_run_folder(result, tmp_path / "file")
+    with pytest.raises(FileNotFoundError, match="log_path"):
+        write_run_folder(result, tmp_path / "other", log_path=tmp_path / "missing.jsonl")
+    with pytest.raises(FileNotFoundError, match="model.keras"):
+        read_run_folder(tmp_path / "other")
+    assert not (tmp_path / "other").exists()

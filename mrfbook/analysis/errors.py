@@ -15,7 +15,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["RegionError", "default_regions", "errors_by_region", "error_grid", "geometric_edges"]
+from mrfbook.metrics import parameter_scores
+
+__all__ = ["RegionError", "default_regions", "errors_by_region", "error_grid", "geometric_edges", "RowErrors",
+           "errors_by_t2_row"]
 
 
 @dataclass(frozen=True)
@@ -127,12 +130,15 @@ def errors_by_region(pred_ms: np.ndarray, t1_ms: np.ndarray, t2_ms: np.ndarray,
         n = int(m.sum())
         if n == 0:
             continue
-        rows.append(RegionError(name, n, n / t1.size, float(np.sqrt(sq1[m].mean())), float(np.sqrt(sq2[m].mean())),
+        rmse = parameter_scores(pred, t1, t2, m, scores=("rmse",))
+        rows.append(RegionError(name, n, n / t1.size, rmse["t1_rmse_ms"], rmse["t2_rmse_ms"],
                                 float(sq1[m].sum() / tot1), float(sq2[m].sum() / tot2)))
     return rows
 
 
-def error_grid(pred_ms: np.ndarray, t1_ms: np.ndarray, t2_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def error_grid(
+    pred_ms: np.ndarray, t1_ms: np.ndarray, t2_ms: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Absolute errors laid out on the (T1, T2) grid, for an image.
 
     Parameters
@@ -207,7 +213,8 @@ class RowErrors:
 
     def pooled(self, on_row: bool, t2_min_ms: float = 0.0, t2_max_ms: float = np.inf) -> tuple[float, float]:
         """RMSE of (T1, T2) in ms pooled over the rows on (``on_row``) or off the training grid
-        with ``t2_min_ms < T2 <= t2_max_ms``, each row weighted by its tissue count."""
+        with ``t2_min_ms < T2 <= t2_max_ms``, each row weighted by its tissue count.
+        """
         sel = (self.on_training_row == on_row) & (self.t2_ms > t2_min_ms) & (self.t2_ms <= t2_max_ms)
         if not sel.any():
             raise ValueError(f"no {'on' if on_row else 'off'}-grid row with {t2_min_ms} < T2 <= {t2_max_ms} ms")
@@ -248,8 +255,8 @@ def errors_by_t2_row(
 
     Explained in chapter 7, book/07_training.md.
     """
-    from mrfbook.physics.dictionary import build_dictionary
     from mrfbook.nn.inference import predict_parameters
+    from mrfbook.physics.dictionary import build_dictionary
 
     t2 = np.asarray(t2_ms, dtype=np.float64)
     t1 = np.asarray(t1_ms, dtype=np.float64)

@@ -6,7 +6,7 @@ the paper's figures (:mod:`mrfbook.paper`). The summary of chapter 8's run is wr
 library source); chapter 9 uses it when the signature still matches and otherwise runs the same
 experiments itself, so no number is ever typed in.
 
-Timing conventions: wall-clock seconds (``time.perf_counter``) on whatever machine runs the book;
+Timing conventions: wall-clock seconds (:class:`mrfbook.utils.timing.Stopwatch`) on whatever machine runs the book;
 each network is warmed up on a few signatures first (graph tracing is a one-off cost), and the
 matching search index (the SVD basis and search groups, built once per dictionary) is built before
 timing. Restoration and mapping times are reported separately and summed.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,20 +26,17 @@ from typing import Any, Mapping
 import numpy as np
 
 from mrfbook import metrics
-from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
+from mrfbook.nn.inference import predict_parameters
+from mrfbook.nn.runs import ShippedNetwork, network_configs
 from mrfbook.physics.dictionary import default_cache_dir
+from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
 from mrfbook.recon.flor import flor_maps, flor_restore
 from mrfbook.recon.lowrank import lowrank_restore
 from mrfbook.recon.matching import brute_force_match, match_maps, match_signatures, search_index
-from mrfbook.nn.inference import predict_parameters
-from mrfbook.nn.runs import ShippedNetwork, network_configs
+from mrfbook.utils.checks import check_int
+from mrfbook.utils.timing import Stopwatch
 
 __all__ = [
-    "NETWORK_FOLDERS",
-    "default_models_dir",
-    "ShippedNetwork",
-    "shipped_networks",
-    "network_configs",
     "run_reproduction",
     "MethodMaps",
     "SyntheticTest",
@@ -51,10 +47,11 @@ __all__ = [
     "map_scores",
     "storage_comparison",
     "inputs_signature",
-    "summarise",
+    "summarise_reproduction",
     "save_summary",
     "load_summary",
     "summary_path",
+    "evaluate_on_dictionary",
 ]
 
 SUMMARY_FORMAT = "mrfbook-reproduction/1"
@@ -113,15 +110,8 @@ class SyntheticTest:
 
     def scores(self) -> dict[str, dict[str, float]]:
         """Per method: ``t1_rmse_ms``, ``t2_rmse_ms``, ``t1_r2``, ``t2_r2``, ``t1_max_abs_ms``, ``t2_max_abs_ms``."""
-        out: dict[str, dict[str, float]] = {}
-        for name, est in self.estimates.items():
-            s: dict[str, float] = {}
-            for j, (key, ref) in enumerate((("t1", self.t1_ms), ("t2", self.t2_ms))):
-                s[f"{key}_rmse_ms"] = metrics.rmse(est[:, j], ref)
-                s[f"{key}_r2"] = metrics.r2(est[:, j], ref)
-                s[f"{key}_max_abs_ms"] = float(np.max(np.abs(est[:, j] - ref)))
-            out[name] = s
-        return out
+        return {name: metrics.parameter_scores(est, self.t1_ms, self.t2_ms, scores=("rmse", "r2", "max_abs"))
+                for name, est in self.estimates.items()}
 
 
 def synthetic_test(networks: Mapping[str, Any], dictionary: Any, test_dictionary: Any, *,
@@ -147,27 +137,26 @@ def synthetic_test(networks: Mapping[str, Any], dictionary: Any, test_dictionary
     """
     from mrfbook.nn.inference import predict_parameters
 
-    if isinstance(baseline_n, bool) or not isinstance(baseline_n, (int, np.integer)) or baseline_n < 1:
-        raise ValueError(f"baseline_n must be an integer >= 1, got {baseline_n!r}")
+    baseline_n = check_int("baseline_n", baseline_n, 1)
     x = np.asarray(test_dictionary.atoms)
     n = x.shape[0]
     estimates: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     search_index(dictionary)  # one-off index build, not part of the mapping time
-    t0 = time.perf_counter()
-    res = match_signatures(x, dictionary)
-    seconds["matching"] = time.perf_counter() - t0
+    with Stopwatch() as sw:
+        res = match_signatures(x, dictionary)
+    seconds["matching"] = sw.seconds
     estimates["matching"] = np.stack([res.t1_ms, res.t2_ms], axis=1)
     for name, model in networks.items():
         _warm_up(model, x.shape[1])
-        t0 = time.perf_counter()
-        estimates[name] = predict_parameters(model, x)[:, :2]
-        seconds[name] = time.perf_counter() - t0
-    m = min(int(baseline_n), n)
+        with Stopwatch() as sw:
+            estimates[name] = predict_parameters(model, x)[:, :2]
+        seconds[name] = sw.seconds
+    m = min(baseline_n, n)
     rows = np.random.default_rng(0).choice(n, size=m, replace=False)
-    t0 = time.perf_counter()
-    brute = brute_force_match(x[rows], dictionary)
-    baseline_s = (time.perf_counter() - t0) * n / m
+    with Stopwatch() as sw:
+        brute = brute_force_match(x[rows], dictionary)
+    baseline_s = sw.seconds * n / m
     same = (brute.t1_ms == res.t1_ms[rows]) & (brute.t2_ms == res.t2_ms[rows])
     return SyntheticTest(
         t1_ms=np.asarray(test_dictionary.t1_ms, dtype=np.float64),
@@ -209,19 +198,18 @@ class MethodMaps:
 def _match(stack: np.ndarray, dictionary: Any, mask: np.ndarray, restore_s: float = 0.0, *,
            flor: bool = False) -> MethodMaps:
     search_index(dictionary)
-    t0 = time.perf_counter()
-    pm = flor_maps(stack, dictionary, mask=mask) if flor else match_maps(stack, dictionary, mask=mask)
-    return MethodMaps(pm.t1_ms, pm.t2_ms, restore_s, time.perf_counter() - t0,
-                      {"valid_fraction": float(pm.valid[mask].mean())})
+    with Stopwatch() as sw:
+        pm = flor_maps(stack, dictionary, mask=mask) if flor else match_maps(stack, dictionary, mask=mask)
+    return MethodMaps(pm.t1_ms, pm.t2_ms, restore_s, sw.seconds, {"valid_fraction": float(pm.valid[mask].mean())})
 
 
 def _network(stack: np.ndarray, model: Any, mask: np.ndarray, restore_s: float = 0.0) -> MethodMaps:
     from mrfbook.nn.inference import predict_maps
 
     _warm_up(model, stack.shape[-1])
-    t0 = time.perf_counter()
-    t1, t2 = predict_maps(model, stack, mask)
-    return MethodMaps(t1, t2, restore_s, time.perf_counter() - t0)
+    with Stopwatch() as watch:
+        t1, t2 = predict_maps(model, stack, mask)
+    return MethodMaps(t1, t2, restore_s, watch.seconds)
 
 
 def full_sampling_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, MethodMaps]]:
@@ -318,9 +306,9 @@ def undersampled_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any]
     masks = variable_density_masks((h, w), n_t, sampling_ratio, seed=seed)
     op = UndersampledFourier(masks)
     kspace = op.forward(truth)
-    t0 = time.perf_counter()
-    zf = zero_filled(kspace, op)
-    zf_s = time.perf_counter() - t0
+    with Stopwatch() as sw:
+        zf = zero_filled(kspace, op)
+    zf_s = sw.seconds
     lr = lowrank_restore(kspace, op, lam=lam, fista=True, max_iter=300, tol=1e-4)
     fl = flor_restore(kspace, op, dictionary, lam=lam)
     maps = {
@@ -395,13 +383,11 @@ def storage_comparison(n_atoms_t1t2: int, n_timepoints: int, network_configs: Ma
 
     from mrfbook.nn.network import expected_parameter_count
 
-    for name, value in (("n_atoms_t1t2", n_atoms_t1t2), ("n_timepoints", n_timepoints)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    check_int("n_atoms_t1t2", n_atoms_t1t2, 1)
+    check_int("n_timepoints", n_timepoints, 1)
     rows = []
-    for n_b1 in b1_counts:
-        if isinstance(n_b1, bool) or not isinstance(n_b1, (int, np.integer)) or n_b1 < 1:
-            raise ValueError(f"b1_counts must hold integers >= 1, got {n_b1!r}")
+    for i, n_b1 in enumerate(b1_counts):
+        check_int(f"b1_counts[{i}]", n_b1, 1)
         row: dict[str, Any] = {"n_b1": int(n_b1), "dictionary_atoms": int(n_atoms_t1t2 * n_b1),
                                "dictionary_mb": n_atoms_t1t2 * n_b1 * n_timepoints * 4 / 1e6}
         for name, cfg in network_configs.items():
@@ -431,9 +417,10 @@ def inputs_signature(networks: Mapping[str, ShippedNetwork], dictionary: Any, te
         h.update(d.sequence.digest.encode())
         h.update(np.asarray(d.t1_ms, dtype=np.float64).tobytes())
         h.update(np.asarray(d.t2_ms, dtype=np.float64).tobytes())
-    for src in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(src.name.encode())
-        h.update(src.read_bytes())
+    package = Path(__file__).resolve().parents[1]  # the whole mrfbook package, every subpackage
+    for rel in sorted(src.relative_to(package).as_posix() for src in package.rglob("*.py")):
+        h.update(rel.encode())
+        h.update((package / rel).read_bytes())
     return h.hexdigest()
 
 
@@ -449,7 +436,7 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def summarise(*, signature: str, synthetic: SyntheticTest, full: Mapping[str, MethodMaps],
+def summarise_reproduction(*, signature: str, synthetic: SyntheticTest, full: Mapping[str, MethodMaps],
               undersampled: UndersampledResult, phantom: Any, storage: list[dict[str, Any]],
               network_info: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any]) -> dict[str, Any]:
     """All of chapter 8's figures as one JSON-able dict (see chapter 9 for its use).
@@ -520,7 +507,7 @@ def load_summary(signature: str, path: str | os.PathLike | None = None) -> dict[
 
 def run_reproduction(networks: Mapping[str, ShippedNetwork], dictionary: Any, test_dictionary: Any,
                      phantom: Any) -> dict[str, Any]:
-    """Run every experiment of chapter 8 in one call and return :func:`summarise`'s dict.
+    """Run every experiment of chapter 8 in one call and return :func:`summarise_reproduction`'s dict.
 
     Chapter 9 calls it when chapter 8's saved summary is missing or stale.
 
@@ -533,7 +520,7 @@ def run_reproduction(networks: Mapping[str, ShippedNetwork], dictionary: Any, te
     stack, full = full_sampling_maps(phantom, dictionary, models)
     under = undersampled_maps(phantom, dictionary, models, truth=stack)
     storage = storage_comparison(dictionary.n_atoms, dictionary.n_timepoints, network_configs(networks))
-    return summarise(signature=inputs_signature(networks, dictionary, test_dictionary), synthetic=synthetic,
+    return summarise_reproduction(signature=inputs_signature(networks, dictionary, test_dictionary), synthetic=synthetic,
                      full=full, undersampled=under, phantom=phantom, storage=storage,
                      network_info={k: v.info() for k, v in networks.items()}, machine=runtime_info())
 
@@ -561,17 +548,8 @@ def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 409
 
     Explained in chapter 7, book/07_training.md.
     """
-    from mrfbook.metrics import r2, rmse
-
-    t0 = time.perf_counter()
-    pred = predict_parameters(model, dictionary.atoms, batch_size=batch_size)
-    seconds = time.perf_counter() - t0
-    out: dict[str, Any] = {"n": int(len(pred)), "seconds": seconds}
-    for j, (name, ref) in enumerate((("t1", dictionary.t1_ms), ("t2", dictionary.t2_ms))):
-        ref = np.asarray(ref, dtype=np.float64)
-        err = pred[:, j] - ref
-        out[f"{name}_rmse_ms"] = float(rmse(pred[:, j], ref))
-        out[f"{name}_mae_ms"] = float(np.mean(np.abs(err)))
-        out[f"{name}_max_abs_ms"] = float(np.max(np.abs(err)))
-        out[f"{name}_r2"] = float(r2(pred[:, j], ref))
+    with Stopwatch() as sw:
+        pred = predict_parameters(model, dictionary.atoms, batch_size=batch_size)
+    out: dict[str, Any] = {"n": int(len(pred)), "seconds": sw.seconds,
+                           **metrics.parameter_scores(pred[:, :2], dictionary.t1_ms, dictionary.t2_ms)}
     return (out, pred) if return_predictions else out

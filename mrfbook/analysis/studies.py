@@ -18,8 +18,6 @@ Explained in chapter 10, book/10_beyond.md.
 from __future__ import annotations
 
 import os
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -28,6 +26,8 @@ import numpy as np
 
 from mrfbook import metrics
 from mrfbook.physics.sequence import FispSequence
+from mrfbook.utils.checks import check_int
+from mrfbook.utils.timing import Stopwatch, time_calls
 
 __all__ = [
     "accuracy",
@@ -58,15 +58,7 @@ def accuracy(estimate_ms: np.ndarray, t1_ms: np.ndarray, t2_ms: np.ndarray) -> d
 
     Explained in chapter 10, book/10_beyond.md.
     """
-    est = np.asarray(estimate_ms, dtype=np.float64)
-    n = np.asarray(t1_ms).shape[0]
-    if est.shape != (n, 2):
-        raise ValueError(f"estimate_ms must have shape (N, 2) = ({n}, 2), got {est.shape}")
-    out: dict[str, float] = {}
-    for j, (name, ref) in enumerate((("t1", t1_ms), ("t2", t2_ms))):
-        out[f"{name}_rmse_ms"] = metrics.rmse(est[:, j], ref)
-        out[f"{name}_r2"] = metrics.r2(est[:, j], ref)
-    return out
+    return metrics.parameter_scores(estimate_ms, t1_ms, t2_ms, scores=("rmse", "r2"))
 
 
 def _check_tissues(tissues: Any) -> None:
@@ -118,8 +110,8 @@ def noise_study(
     Explained in chapter 10, book/10_beyond.md.
     """
     from mrfbook.nn.inference import predict_parameters
-    from mrfbook.recon.matching import match_signatures
     from mrfbook.physics.noise import add_signature_noise
+    from mrfbook.recon.matching import match_signatures
 
     _check_tissues(tissues)
     snrs = [float(s) for s in snrs_db]
@@ -135,16 +127,14 @@ def noise_study(
         it = tqdm(it, desc="SNR", unit="level")
     for i, snr in it:
         x = atoms if np.isinf(snr) else add_signature_noise(atoms, snr, np.random.default_rng([seed, i]))
-        t0 = time.perf_counter()
-        res = match_signatures(x, dictionary)
-        sec = time.perf_counter() - t0
+        with Stopwatch() as watch:
+            res = match_signatures(x, dictionary)
         est = np.stack([res.t1_ms, res.t2_ms], axis=1)
-        rows.append({"snr_db": snr, "method": "matching", "seconds": sec, **accuracy(est, t1, t2)})
+        rows.append({"snr_db": snr, "method": "matching", "seconds": watch.seconds, **accuracy(est, t1, t2)})
         for name, net in networks.items():
-            t0 = time.perf_counter()
-            est = predict_parameters(net, x)
-            sec = time.perf_counter() - t0
-            rows.append({"snr_db": snr, "method": str(name), "seconds": sec, **accuracy(est, t1, t2)})
+            with Stopwatch() as watch:
+                est = predict_parameters(net, x)
+            rows.append({"snr_db": snr, "method": str(name), "seconds": watch.seconds, **accuracy(est, t1, t2)})
     return rows
 
 
@@ -172,26 +162,14 @@ def network_footprint(model: Any, stack: np.ndarray, mask: np.ndarray, *, repeat
 
     Explained in chapter 10, book/10_beyond.md.
     """
-    import keras
-
     from mrfbook.nn.inference import predict_maps
-    from mrfbook.nn.network import model_size_bytes, parameter_count
+    from mrfbook.nn.network import model_size_bytes, parameter_count, saved_model_size_bytes, weights_only_copy
 
-    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    repeats = check_int("repeats", repeats, 1)
     kmodel = model.model
-    bare = keras.models.clone_model(kmodel)  # uncompiled: the file holds no optimizer state
-    bare.set_weights(kmodel.get_weights())
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "weights_only.keras")
-        bare.save(path)
-        file_bytes = os.path.getsize(path)
+    file_bytes = saved_model_size_bytes(weights_only_copy(kmodel))  # uncompiled: no optimizer state
     predict_maps(model, stack, mask)  # warm-up
-    best = np.inf
-    for _ in range(int(repeats)):
-        t0 = time.perf_counter()
-        predict_maps(model, stack, mask)
-        best = min(best, time.perf_counter() - t0)
+    best = time_calls(lambda: predict_maps(model, stack, mask), repeats).best
     return {
         "parameters": parameter_count(kmodel),
         "weights_bytes": model_size_bytes(kmodel),
@@ -283,9 +261,9 @@ def robustness_study(
 
     Explained in chapter 10, book/10_beyond.md.
     """
+    from mrfbook.nn.inference import predict_parameters
     from mrfbook.physics.dictionary import build_dictionary
     from mrfbook.physics.epg import simulate_fisp
-    from mrfbook.nn.inference import predict_parameters
     from mrfbook.recon.matching import match_signatures
 
     _check_tissues(tissues)
@@ -296,25 +274,24 @@ def robustness_study(
         if not isinstance(seq, FispSequence):
             raise ValueError(f"variants[{name!r}] must be a FispSequence, got {type(seq).__name__}")
         x = simulate_fisp(seq, t1, t2)
-        t0 = time.perf_counter()
-        est = predict_parameters(network, x)  # raw signatures: no sequence check (see docstring)
-        rows.append({"variant": name, "method": "network", "seconds": time.perf_counter() - t0,
-                     **accuracy(est, t1, t2)})
-        t0 = time.perf_counter()
-        res = match_signatures(x, trained_dictionary)
-        rows.append({"variant": name, "method": "matching, trained dictionary", "seconds": time.perf_counter() - t0,
+        with Stopwatch() as watch:
+            est = predict_parameters(network, x)  # raw signatures: no sequence check (see docstring)
+        rows.append({"variant": name, "method": "network", "seconds": watch.seconds, **accuracy(est, t1, t2)})
+        with Stopwatch() as watch:
+            res = match_signatures(x, trained_dictionary)
+        rows.append({"variant": name, "method": "matching, trained dictionary", "seconds": watch.seconds,
                      **accuracy(np.stack([res.t1_ms, res.t2_ms], axis=1), t1, t2)})
         build = 0.0
         right = given.get(name)
         if right is None:
-            t0 = time.perf_counter()
-            right = build_dictionary(seq)
-            build = time.perf_counter() - t0
+            with Stopwatch() as watch:
+                right = build_dictionary(seq)
+            build = watch.seconds
         elif right.sequence != seq:
             raise ValueError(f"right_dictionaries[{name!r}] was simulated with another sequence than variants[{name!r}]")
-        t0 = time.perf_counter()
-        res = match_signatures(x, right)
-        rows.append({"variant": name, "method": "matching, right dictionary", "seconds": time.perf_counter() - t0,
+        with Stopwatch() as watch:
+            res = match_signatures(x, right)
+        rows.append({"variant": name, "method": "matching, right dictionary", "seconds": watch.seconds,
                      "build_seconds": build, **accuracy(np.stack([res.t1_ms, res.t2_ms], axis=1), t1, t2)})
     return rows
 
@@ -361,7 +338,8 @@ def fine_tune(
     one epoch per entry of ``learning_rates``, on the atoms of ``dictionary`` (or a seeded
     random subset of ``n_atoms`` of them) with the network's own label scaling, inputs
     prepared as in :func:`mrfbook.nn.inputs.prepare_training_data`, batches in a seeded
-    order per epoch. ``trained`` is not modified.
+    order per epoch, each epoch trained by :func:`mrfbook.nn.training.fit_one_epoch` (the
+    loop body of :func:`mrfbook.nn.training.train`). ``trained`` is not modified.
 
     Parameters
     ----------
@@ -383,35 +361,29 @@ def fine_tune(
 
     Explained in chapter 10, book/10_beyond.md.
     """
-    import keras
-
-    from mrfbook.nn.model import TrainedModel
-    from mrfbook.nn.inputs import prepare_training_data
     from mrfbook.nn.data import random_subset
-    from mrfbook.nn.losses import rmse_loss
+    from mrfbook.nn.inputs import prepare_training_data
+    from mrfbook.nn.model import TrainedModel
+    from mrfbook.nn.training import copy_with_new_optimizer, fit_one_epoch
 
     lrs = [float(v) for v in learning_rates]
     if not lrs or not all(np.isfinite(v) and v > 0 for v in lrs):
         raise ValueError(f"learning_rates must be a non-empty sequence of finite values > 0, got {learning_rates!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, 1)
     data = dictionary if n_atoms is None else random_subset(dictionary, n_atoms, seed=seed)
     x, y_ms = prepare_training_data(data)
     n_in = int(trained.model.inputs[0].shape[-1])
     if x.shape[1] != n_in:
         raise ValueError(f"dictionary must have {n_in} time points (the network's input length), got {x.shape[1]}")
     y = trained.label_scaling.transform(y_ms)
-    model = keras.models.clone_model(trained.model)
-    model.set_weights(trained.model.get_weights())
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lrs[0]), loss=rmse_loss)
+    model = copy_with_new_optimizer(trained.model, lrs[0])
     losses: list[float] = []
-    t0, c0 = time.perf_counter(), time.process_time()
-    for epoch, lr in enumerate(lrs):
-        model.optimizer.learning_rate = lr
-        order = np.random.default_rng([seed, 3, epoch]).permutation(len(x))
-        h = model.fit(x[order], y[order], batch_size=int(batch_size), epochs=1, shuffle=False, verbose=0)
-        losses.append(float(h.history["loss"][-1]))
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    with Stopwatch() as watch:
+        for epoch, lr in enumerate(lrs):
+            # the library's one epoch loop body, with this study's own seeded batch order
+            order = np.random.default_rng([seed, 3, epoch]).permutation(len(x))
+            losses.append(fit_one_epoch(model, x[order], y[order], None, batch_size, lr)["loss"])
+    seconds, cpu = watch.seconds, watch.cpu_seconds
     seq = getattr(dictionary, "sequence", None)
     meta = dict(trained.metadata)
     meta["fine_tuned"] = {"from_sequence_digest": trained.sequence_digest, "learning_rates": lrs,

@@ -17,7 +17,17 @@ from mrfbook.cli.inputs import (
     load_sequence,
 )
 
-__all__ = ['EXIT_USAGE', 'PROG', 'Reporter', 'check_output_file', 'positive', 'fraction', 'add_sequence_options', 'sequence_from_args', 'load_dictionary']
+__all__ = [
+    "EXIT_USAGE",
+    "PROG",
+    "Reporter",
+    "check_output_file",
+    "positive",
+    "fraction",
+    "add_sequence_options",
+    "sequence_from_args",
+    "load_dictionary",
+]
 
 
 #: Exit status for bad input or usage (argparse uses the same).
@@ -36,9 +46,11 @@ class Reporter:
 
     @property
     def progress(self) -> bool:
+        """Whether progress bars are shown (not with ``--quiet``)."""
         return not self.quiet
 
     def __call__(self, message: str) -> None:
+        """Print ``message`` as one progress line on stderr, unless quiet."""
         if not self.quiet:
             print(f"mrfbook {self.command}: {message}", file=sys.stderr, flush=True)
 
@@ -71,6 +83,7 @@ def positive(kind: type, name: str) -> Callable[[str], float | int]:
 
 
 def fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
     try:
         value = float(text)
     except ValueError:
@@ -81,6 +94,7 @@ def fraction(text: str) -> float:
 
 
 def add_sequence_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """Add the options that describe a sequence (``--paper`` or a CSV schedule, inversion) to ``parser``."""
     group = parser.add_argument_group(
         "sequence",
         None if required else
@@ -144,6 +158,7 @@ def sequence_from_args(args: argparse.Namespace):
 
 
 def load_dictionary(path: Path, expected_sequence=None, *, option: str = "--dictionary"):
+    """Load a dictionary file from 'simulate'; refuse another sequence than ``expected_sequence`` (names ``option``)."""
     from mrfbook.physics.dictionary import Dictionary, StaleDictionaryError
 
     if not path.is_file():

@@ -10,19 +10,9 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-from mrfbook.cli.inputs import (
-    InputError,
-    as_image_stack,
-    as_kspace_lhw,
-    as_pixel_mask,
-    as_sampling_masks,
-    load_array,
-)
 
 from mrfbook.cli.common import (
     Reporter,
@@ -31,6 +21,15 @@ from mrfbook.cli.common import (
     positive,
     sequence_from_args,
 )
+from mrfbook.cli.inputs import (
+    InputError,
+    as_image_stack,
+    as_kspace_lhw,
+    as_pixel_mask,
+    as_sampling_masks,
+    load_array,
+)
+from mrfbook.utils.timing import Stopwatch
 
 __all__ = ['add_map_parser']
 
@@ -100,52 +99,6 @@ def _reconstruct(kspace: np.ndarray, sampling: np.ndarray, args: argparse.Namesp
     return np.asarray(result.images)
 
 
-def _real_signatures(signatures: np.ndarray, sequence) -> np.ndarray:
-    """Real signatures (N, L) for the network (which was trained on real atoms).
-
-    Complex data carry a per-pixel phase that is constant in time: it is removed
-    with :func:`mrfbook.nn.inputs.real_signatures` (``complex_mode="dephase"``).
-    That leaves a sign ambiguity, resolved here per pixel by choosing the sign
-    whose best correlation with a coarse dictionary of the same sequence
-    (T1, T2 every 250 ms) is positive.  Real input is used as it is.
-    """
-    if not np.iscomplexobj(signatures):
-        return np.asarray(signatures, dtype=np.float64)
-    from mrfbook.physics.dictionary import build_dictionary, paper_grid
-    from mrfbook.nn.inputs import real_signatures
-
-    reference = build_dictionary(sequence, *paper_grid(step_ms=250.0)).normalised()
-    real = real_signatures(signatures, complex_mode="dephase")
-    corr = real @ reference.T
-    real[corr.max(axis=1) < (-corr).max(axis=1)] *= -1.0
-    return real
-
-
-def _estimate_with_model(trained, sequence, signatures: np.ndarray, say: Reporter):
-    """Network estimate of (T1, T2) in ms; PD by least squares against the simulated signature.
-
-    Pixels without signal (all zeros) get T1 = T2 = PD = 0.
-    """
-    from mrfbook.physics.epg import simulate_fisp
-    from mrfbook.nn.inference import predict_parameters
-
-    real = _real_signatures(signatures, sequence)
-    say(f"network inference on {len(real):,} signatures")
-    params = np.asarray(predict_parameters(trained, real))
-    signal = np.all(np.isfinite(params), axis=1)
-    t1 = np.where(signal, params[:, 0], 0.0)
-    t2 = np.where(signal, params[:, 1], 0.0)
-    pd = np.zeros(len(real))
-    if signal.any():
-        # The network can return values outside the simulated range (even <= 0); PD is then
-        # fitted against the nearest valid tissue (T >= 1 ms), the maps keep the raw output.
-        atoms = np.asarray(simulate_fisp(sequence, np.maximum(t1[signal], 1.0), np.maximum(t2[signal], 1.0),
-                                         dtype=np.float64))
-        x = real[signal]
-        pd[signal] = np.einsum("nl,nl->n", atoms, x) / np.maximum(np.einsum("nl,nl->n", atoms, atoms), 1e-30)
-    return t1, t2, pd
-
-
 def _save_map_png(path: Path, image: np.ndarray, mask: np.ndarray, *, title: str, unit: str) -> None:
     import matplotlib
 
@@ -189,27 +142,35 @@ def _cmd_map(args: argparse.Namespace, say: Reporter) -> int:
         model = _load_model(args.model, sequence)
     height, width = pixel_mask.shape
 
-    start = time.perf_counter()
+    clock = Stopwatch().start()
     if images is None:
         images = _reconstruct(kspace, sampling, args, say)
-    signatures = images.reshape(-1, images.shape[-1])[pixel_mask.ravel()]
+    n_considered = int(pixel_mask.sum())
     if dictionary is not None:
         from mrfbook.recon.matching import match_signatures
 
+        signatures = images.reshape(-1, images.shape[-1])[pixel_mask.ravel()]
         say(f"matching {len(signatures):,} pixels against {dictionary.n_atoms:,} atoms")
         result = match_signatures(signatures, dictionary, progress=say.progress)
-        t1, t2, pd = result.t1_ms, result.t2_ms, result.pd
+        maps = {}
+        for key, values in (("t1", result.t1_ms), ("t2", result.t2_ms), ("pd", result.pd)):
+            full = np.zeros(height * width, dtype=np.float64)
+            full[pixel_mask.ravel()] = np.asarray(values, dtype=np.float64)
+            maps[key] = full.reshape(height, width)
+        n_without_signal = int(np.count_nonzero(~result.valid))
         method = "dictionary matching"
     else:
-        t1, t2, pd = _estimate_with_model(model, sequence, signatures, say)
-        method = "network"
+        from mrfbook.nn.inference import network_maps
 
-    maps = {}
-    for key, values in (("t1", t1), ("t2", t2), ("pd", pd)):
-        full = np.zeros(height * width, dtype=np.float64)
-        full[pixel_mask.ravel()] = np.asarray(values, dtype=np.float64)
-        maps[key] = full.reshape(height, width)
-    elapsed = time.perf_counter() - start
+        say(f"network inference on {n_considered:,} pixels")
+        result = network_maps(model, images, pixel_mask, sequence=sequence, pd=True)
+        maps = {"t1": result.t1_ms, "t2": result.t2_ms, "pd": result.pd}
+        n_without_signal = result.n_without_signal
+        method = "network"
+    if n_without_signal:
+        say(f"{n_without_signal:,} pixels of the mask carry no signal (norm <= 1e-6 x the largest): "
+            "left at 0 in every map")
+    elapsed = clock.stop()
 
     out.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".mrfbook-map.", dir=out))
@@ -228,7 +189,8 @@ def _cmd_map(args: argparse.Namespace, say: Reporter) -> int:
             "sequence_digest": sequence.digest,
             "n_timepoints": sequence.n_timepoints,
             "shape": [height, width],
-            "n_pixels_mapped": int(pixel_mask.sum()),
+            "n_pixels_mapped": n_considered,
+            "n_pixels_without_signal": n_without_signal,
             "seconds": round(elapsed, 3),
             "units": {"t1": "ms", "t2": "ms", "pd": "a.u. (signal units)"},
         }
@@ -243,30 +205,24 @@ def _cmd_map(args: argparse.Namespace, say: Reporter) -> int:
 
 
 def _model_sequence(path: Path, given_sequence):
-    """The sequence a model from 'train' was trained for, read from its JSON sidecar.
+    """The sequence a model from 'train' was trained for, read from the model's metadata.
 
-    Reading the small sidecar (``MODEL.json`` beside ``MODEL.keras``, see
-    :func:`mrfbook.nn.model.save_trained_model`) first lets the command refuse a
-    model made for another sequence, or data of the wrong length, before the
-    slow import of Keras.
+    :func:`mrfbook.nn.model.read_model_metadata` reads it from the ``.keras`` file (or its
+    JSON sidecar) without importing Keras, so the command refuses a model made for another
+    sequence, or data of the wrong length, before the slow import of Keras.
     """
+    from mrfbook.nn.model import read_model_metadata
     from mrfbook.physics.sequence import FispSequence
 
     if not path.is_file():
         raise InputError(f"--model: file not found: {path}")
     if path.suffix.lower() != ".keras":
         raise InputError(f"--model: {path} must be a .keras file written by 'mrfbook train'")
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
-        raise InputError(
-            f"--model: {path} has no sidecar {sidecar.name} beside it (it records the sequence and the "
-            "label scaling); use a model written by 'mrfbook train' and keep the two files together"
-        )
     try:
-        meta = json.loads(sidecar.read_text())
+        meta = read_model_metadata(path)
         sequence = FispSequence.from_dict(meta["sequence"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"--model: cannot read the training sequence from {sidecar}: {exc}") from exc
+        raise InputError(f"--model: cannot read the training sequence from {path}: {exc}") from exc
     if given_sequence is not None and given_sequence.digest != sequence.digest:
         raise InputError(
             f"--model: {path} was trained for another sequence (digest {sequence.digest[:12]}, "
@@ -277,7 +233,7 @@ def _model_sequence(path: Path, given_sequence):
 
 
 def _load_model(path: Path, sequence):
-    """Load the network (Keras) and check it against the sequence from its sidecar."""
+    """Load the network (Keras) and check it against the sequence from its metadata."""
     from mrfbook.nn.model import load_trained_model
 
     try:
@@ -293,7 +249,8 @@ def add_map_parser(subparsers: argparse._SubParsersAction) -> None:
         help="map T1, T2 and PD from an image stack or k-space",
         description="Estimate T1, T2 (ms) and PD maps from your data by dictionary matching "
         "(--dictionary) or with a trained network (--model). Writes t1.npy, t2.npy, pd.npy "
-        "(float64, (H, W); 0 outside the mask), mask.npy, t1.png, t2.png, pd.png and summary.json "
+        "(float64, (H, W); 0 outside the mask and where a pixel has no signal), mask.npy, t1.png, t2.png, pd.png "
+        "and summary.json "
         "into --out. Arrays may be .npy, .npz or MATLAB .mat files; use FILE:KEY to pick one "
         "array of an .npz/.mat file holding several.",
     )

@@ -6,22 +6,21 @@ Explained in book/cli.md.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 
-from mrfbook.cli.inputs import (
-    InputError,
-)
-
 from mrfbook.cli.common import (
     Reporter,
-    check_output_file,
     add_sequence_options,
+    check_output_file,
     positive,
     sequence_from_args,
 )
+from mrfbook.cli.inputs import (
+    InputError,
+)
+from mrfbook.utils.timing import Stopwatch
 
 __all__ = ['add_simulate_parser']
 
@@ -50,11 +49,11 @@ def _cmd_simulate(args: argparse.Namespace, say: Reporter) -> int:
     t1, t2 = _grid_from_args(args)
     size_mb = t1.size * sequence.n_timepoints * 4 / 1e6
     say(f"simulating {t1.size:,} atoms x {sequence.n_timepoints} time points ({size_mb:.1f} MB)")
-    start = time.perf_counter()
+    clock = Stopwatch().start()
     dictionary = build_dictionary(sequence, t1, t2, progress=say.progress)
     dictionary.save(output)  # written under a temporary name and renamed (atomic)
     say(f"wrote {output} ({dictionary.n_atoms:,} atoms, sequence digest {sequence.digest[:12]}) "
-        f"in {time.perf_counter() - start:.1f} s")
+        f"in {clock.elapsed:.1f} s")
     return 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from mrfbook.nn.inputs import normalise_signatures
 from mrfbook.physics.noise import add_signature_noise
 from mrfbook.physics.sequence import FispSequence
+from mrfbook.utils.checks import check_int
 
 __all__ = [
     "check_range",
@@ -77,8 +78,7 @@ def sample_tissues(
 
     Explained in chapter 7, book/07_training.md.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    n = check_int("n", n, 1)
     t1_lo, t1_hi = check_range("t1_range_ms", t1_range_ms)
     t2_lo, t2_hi = check_range("t2_range_ms", t2_range_ms)
     if t1_hi < t2_lo:
@@ -153,7 +153,9 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.nda
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     n_val = int(round(validation_fraction * n))
     if n_val < 1 or n_val >= n:
-        raise ValueError(f"need at least one training and one validation sample; n={n}, validation_fraction={validation_fraction}")
+        raise ValueError(
+            f"need at least one training and one validation sample; n={n}, validation_fraction={validation_fraction}"
+        )
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
@@ -164,8 +166,7 @@ def random_subset(dictionary: Any, n_atoms: int, *, seed: int = 0) -> Any:
     Used for quick trainings and smoke tests (e.g. ``scripts/train_full.py --max-atoms``).
     """
     k = len(dictionary.t1_ms)
-    if isinstance(n_atoms, bool) or not isinstance(n_atoms, (int, np.integer)) or not (1 <= n_atoms <= k):
-        raise ValueError(f"n_atoms must be an integer in [1, {k}], got {n_atoms!r}")
+    n_atoms = check_int("n_atoms", n_atoms, 1, k)
     idx = np.sort(np.random.default_rng(seed).choice(k, size=int(n_atoms), replace=False))
     changes = {"atoms": np.asarray(dictionary.atoms)[idx], "t1_ms": np.asarray(dictionary.t1_ms)[idx],
                "t2_ms": np.asarray(dictionary.t2_ms)[idx]}
@@ -175,6 +176,15 @@ def random_subset(dictionary: Any, n_atoms: int, *, seed: int = 0) -> Any:
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which 0-based ``epoch`` of a run seeded ``seed`` visits its ``n`` training atoms.
+
+    Returns
+    -------
+    np.ndarray
+        (n,) int64, a permutation of ``range(n)`` drawn from ``default_rng([seed, 1, epoch])``.
+
+    Explained in chapter 7, book/07_training.md.
+    """
     return np.random.default_rng([seed, 1, epoch]).permutation(n)
 
 
@@ -212,7 +222,9 @@ def noisy_training_inputs(x: np.ndarray, snr_range_db: tuple[float, float], seed
 def fresh_tissue_ranges(dictionary: Any, y_train_ms: np.ndarray) -> dict[str, tuple[float, float]]:
     """The (T1, T2) ranges the training atoms span, for ``TrainingConfig.fresh_tissues``."""
     if not isinstance(getattr(dictionary, "sequence", None), FispSequence):
-        raise ValueError("config.fresh_tissues needs a dictionary with its FispSequence (dictionary.sequence) to simulate new tissues")
+        raise ValueError(
+            "config.fresh_tissues needs a dictionary with its FispSequence (dictionary.sequence) to simulate new tissues"
+        )
     if getattr(dictionary, "b1_scale", None) is not None:
         raise ValueError("config.fresh_tissues supports (T1, T2) dictionaries only; this one has a B1 axis")
     return {"t1_range_ms": (float(y_train_ms[:, 0].min()), float(y_train_ms[:, 0].max())),

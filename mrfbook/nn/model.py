@@ -3,7 +3,9 @@
 :class:`TrainedModel` bundles a Keras model with the affine map between its outputs and
 milliseconds (:class:`LabelScaling`) and the sequence it was trained on; its ``predict`` is the
 one place where signatures become (T1, T2). The model file is a ``.keras`` zip that carries the
-metadata inside (``mrfbook.json``), plus a readable JSON sidecar.
+metadata inside (``mrfbook.json``), plus a readable JSON sidecar. Keras is imported only where a
+model is loaded, so :func:`read_model_metadata` (used by ``map --model`` to check the sequence
+first) and :class:`LabelScaling` are cheap to import.
 
 Explained in chapter 7, book/07_training.md.
 """
@@ -15,13 +17,16 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 
 from mrfbook.nn.inputs import normalise_signatures
+from mrfbook.utils.checks import check_int
 from mrfbook.utils.provenance import atomic_write_json
+
+if TYPE_CHECKING:  # Keras is imported only where a model is loaded, so metadata reads stay light
+    import keras
 
 __all__ = [
     "LabelScaling",
@@ -97,10 +102,12 @@ class LabelScaling:
         return y * np.asarray(self.scale) + np.asarray(self.offset)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (offset, scale, method)."""
         return {"offset": list(self.offset), "scale": list(self.scale), "method": self.method}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LabelScaling":
+        """Inverse of :meth:`to_dict`."""
         return cls(tuple(d["offset"]), tuple(d["scale"]), d.get("method", "fixed"))
 
 
@@ -163,8 +170,7 @@ class TrainedModel:
 
         Explained in chapter 7, book/07_training.md.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = check_int("batch_size", batch_size, 1)
         x, norms = normalise_signatures(signatures, complex_mode=complex_mode, phase_reference=phase_reference)
         n_in = int(self.model.inputs[0].shape[-1])
         if x.shape[1] != n_in:
@@ -234,7 +240,13 @@ def save_trained_model(trained: TrainedModel, path: str | os.PathLike, *, sideca
 
 
 def read_model_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata stored in a model file by :func:`save_trained_model` (sidecar as fallback)."""
+    """The metadata stored in a model file by :func:`save_trained_model` (sidecar as fallback).
+
+    Reads the ``.keras`` zip without importing Keras. Raises FileNotFoundError for a missing file and
+    ValueError for a file that is not a model or records no (or another format of) metadata.
+
+    Explained in chapter 7, book/07_training.md.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no model file at path={str(p)!r}")
@@ -271,8 +283,12 @@ def load_trained_model(path: str | os.PathLike, expected_sequence: Any = None, *
 
     Explained in chapter 7, book/07_training.md.
     """
+    import keras
+
     meta = read_model_metadata(path)
-    model = keras.saving.load_model(Path(path), compile=compile)
+    from mrfbook.nn.losses import CUSTOM_OBJECTS  # the registered names compile configs record
+
+    model = keras.saving.load_model(Path(path), compile=compile, custom_objects=CUSTOM_OBJECTS)
     trained = TrainedModel(
         model=model,
         label_scaling=LabelScaling.from_dict(meta["label_scaling"]),

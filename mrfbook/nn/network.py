@@ -20,6 +20,8 @@ from typing import Any
 
 import keras
 
+from mrfbook.utils.checks import check_int
+
 __all__ = [
     "NetworkConfig",
     "paper_config",
@@ -34,7 +36,6 @@ __all__ = [
     "saved_model_size_bytes",
     "receptive_field",
     "layer_table",
-    "draw_architecture",
 ]
 
 
@@ -74,14 +75,12 @@ class NetworkConfig:
     batch_norm: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("n_blocks", self.n_blocks, 0)
-        _check_int("n_outputs", self.n_outputs, 1)
-        _check_int("stem_channels", self.stem_channels, 1)
-        _check_int("max_channels", self.max_channels, 1)
-        _check_int("kernel_size", self.kernel_size, 1)
+        minima = {"n_blocks": 0, "n_outputs": 1, "stem_channels": 1, "max_channels": 1, "kernel_size": 1}
+        for name, minimum in minima.items():  # stored as Python ints, so to_dict() stays JSON-able
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum))
         if self.kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be an odd integer >= 1, got {self.kernel_size}")
-        _check_int("n_timepoints", self.n_timepoints, max(2**self.n_blocks, 1))
+        object.__setattr__(self, "n_timepoints", check_int("n_timepoints", self.n_timepoints, max(2**self.n_blocks, 1)))
         if not isinstance(self.batch_norm, bool):
             raise ValueError(f"batch_norm must be a bool, got {self.batch_norm!r}")
 
@@ -97,11 +96,6 @@ class NetworkConfig:
         if unknown:
             raise ValueError(f"NetworkConfig dict has unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
         return cls(**d)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def paper_config(n_timepoints: int = 200) -> NetworkConfig:
@@ -270,6 +264,16 @@ def _prod(shape) -> int:
 def model_size_bytes(model: keras.Model) -> int:
     """Storage of the weights as float32: ``4 * parameter_count(model)`` bytes."""
     return 4 * parameter_count(model)
+
+
+def weights_only_copy(model: keras.Model) -> keras.Model:
+    """An uncompiled copy of ``model``: same architecture and weights, no optimizer state.
+
+    Explained in chapter 10, book/10_beyond.md.
+    """
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def saved_model_size_bytes(model: keras.Model) -> int:

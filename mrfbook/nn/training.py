@@ -12,11 +12,14 @@ with scaled labels the paper network at 1e-2 diverged in its first steps and
 collapsed to predicting the mean in our tests, while 1e-3 trains steadily.
 ``TrainingConfig.paper_exact()`` gives the paper's setting (1e-2, labels in ms).
 
-The loop runs one ``model.fit`` call per epoch with an epoch-seeded
-permutation of the training set and the learning rate set from the epoch
-number, so a run interrupted after epoch n and resumed from its checkpoint
-continues with exactly the batches and learning rates the uninterrupted run
-would have used.
+:func:`train` is a few steps: :func:`resolve_config`, :meth:`TrainingData.build` (inputs,
+split, label scaling, tissue ranges), :class:`mrfbook.nn.runs.RunFiles` (checkpoint, log,
+resume), :func:`new_or_continued_model`, then per epoch :meth:`TrainingData.epoch_inputs`
+(an epoch-seeded permutation of the training set, or fresh tissues, plus noise) and
+:func:`fit_one_epoch` (one ``model.fit`` call at the rate of that epoch number), the one
+loop body every training in the library uses. A run interrupted after epoch n and resumed
+from its checkpoint therefore continues with exactly the batches and learning rates the
+uninterrupted run would have used.
 
 Explained in chapter 7, book/07_training.md.
 """
@@ -26,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from mrfbook.nn.data import (
     split_indices,
 )
 from mrfbook.nn.inputs import prepare_training_data
-from mrfbook.nn.losses import ParameterRMSE, rmse_loss
+from mrfbook.nn.losses import CUSTOM_OBJECTS, ParameterRMSE, rmse_loss
 from mrfbook.nn.model import (
     LABEL_SCALINGS,
     SIDECAR_FORMAT,
@@ -54,25 +56,21 @@ from mrfbook.nn.model import (
     save_trained_model,
 )
 from mrfbook.nn.network import NetworkConfig, build_from_config, paper_config
-from mrfbook.nn.runs import LOG_NAME, is_gpu, runtime_info
-from mrfbook.utils.provenance import atomic_write_json, file_sha256, utc_now
+from mrfbook.nn.runs import CheckpointMismatchError, RunFiles, is_gpu, runtime_info
+from mrfbook.utils.checks import check_int
+from mrfbook.utils.provenance import file_sha256, utc_now
+from mrfbook.utils.timing import Stopwatch
 
 __all__ = [
     "TrainingConfig",
     "TrainingResult",
+    "TrainingData",
     "CheckpointMismatchError",
+    "resolve_config",
+    "new_or_continued_model",
+    "fit_one_epoch",
     "train",
 ]
-
-CHECKPOINT_MODEL = "checkpoint.keras"
-CHECKPOINT_STATE = "state.json"
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint directory holds a run with another configuration or dictionary."""
-
-
-# --------------------------------------------------------------------------- labels
 
 
 # --------------------------------------------------------------------------- config
@@ -156,9 +154,7 @@ class TrainingConfig:
         if not isinstance(self.network, NetworkConfig):
             raise ValueError(f"network must be a NetworkConfig, got {type(self.network).__name__}")
         for name in ("epochs", "batch_size", "lr_decay_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            object.__setattr__(self, name, check_int(name, getattr(self, name), 1))
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not (0 < self.lr_decay_factor <= 1):
@@ -208,15 +204,6 @@ class TrainingConfig:
         return cls(**d)
 
 
-# --------------------------------------------------------------------------- loss / metrics
-
-
-# --------------------------------------------------------------------------- data
-
-
-# --------------------------------------------------------------------------- provenance
-
-
 def _sequence_info(dictionary: Any) -> tuple[dict[str, Any] | None, str | None]:
     seq = getattr(dictionary, "sequence", None)
     if seq is None:
@@ -251,6 +238,10 @@ class TrainingResult:
         For a continuation (``train(..., initial_model=...)``): the start model's
         path, SHA-256, epochs completed and training configuration; None for a run
         from random weights.
+    reset_optimizer : bool
+        The run started from ``initial_model``'s weights with a new optimizer.
+    seconds : float
+        Wall-clock seconds of this :func:`train` call (0 epochs trained: the loading only).
     """
 
     model: keras.Model
@@ -263,9 +254,12 @@ class TrainingResult:
     resumed_from_epoch: int = 0
     runtime: dict[str, Any] = field(default_factory=dict)
     initial_model: dict[str, Any] | None = None
+    reset_optimizer: bool = False
+    seconds: float = 0.0
 
     @property
     def epochs_completed(self) -> int:
+        """Epochs in the history, those before a resume included."""
         return len(self.history.get("loss", []))
 
     def trained_model(self) -> "TrainedModel":
@@ -295,7 +289,104 @@ class TrainingResult:
         return save_trained_model(self.trained_model(), path, sidecar=sidecar)
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- data of a run
+@dataclass
+class TrainingData:
+    """The arrays a run trains and validates on, and how it draws each epoch's training inputs.
+
+    Attributes
+    ----------
+    x_train, x_val : np.ndarray
+        (N_train, L) and (N_val, L) float32 unit-norm inputs of the training and validation atoms.
+    y_train, y_val : np.ndarray
+        (N_train, 2) and (N_val, 2) float32 labels in network units (``label_scaling`` applied).
+    label_scaling : LabelScaling
+        Fitted on the training atoms' labels.
+    n_atoms : int
+        Atoms of the dictionary (N_train + N_val).
+    sequence : FispSequence or None
+        The dictionary's sequence (simulates the fresh tissues).
+    tissue_ranges : dict or None
+        ``{"t1_range_ms": (lo, hi), "t2_range_ms": (lo, hi)}`` of the training atoms when
+        ``config.fresh_tissues``, else None.
+
+    Explained in chapter 7, book/07_training.md.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    label_scaling: LabelScaling
+    n_atoms: int
+    sequence: Any = None
+    tissue_ranges: dict[str, tuple[float, float]] | None = None
+
+    @classmethod
+    def build(cls, dictionary: Any, config: TrainingConfig) -> "TrainingData":
+        """Inputs, seeded split, label scaling and (with ``config.fresh_tissues``) tissue ranges of ``dictionary``.
+
+        ValueError if ``config.network`` does not fit the dictionary (input length L, two outputs)
+        or the split leaves no training or no validation atom.
+        """
+        x, y_ms = prepare_training_data(dictionary)
+        n_atoms, n_t = x.shape
+        if n_t != config.network.n_timepoints:
+            raise ValueError(
+                f"config.network.n_timepoints ({config.network.n_timepoints}) must equal the dictionary's "
+                f"number of time points ({n_t})"
+            )
+        if config.network.n_outputs != 2:
+            raise ValueError(
+                f"config.network.n_outputs must be 2 (T1, T2) for dictionary training, got {config.network.n_outputs}")
+        train_idx, val_idx = split_indices(n_atoms, config.validation_fraction, config.seed)
+        scaling = make_label_scaling(config.label_scaling, y_ms[train_idx])
+        y = scaling.transform(y_ms)
+        ranges = fresh_tissue_ranges(dictionary, y_ms[train_idx]) if config.fresh_tissues else None
+        return cls(x[train_idx], y[train_idx], x[val_idx], y[val_idx], scaling, int(n_atoms),
+                   getattr(dictionary, "sequence", None), ranges)
+
+    @property
+    def validation(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x_val, y_val)``: the held-out atoms, always clean."""
+        return self.x_val, self.y_val
+
+    def epoch_inputs(self, config: TrainingConfig, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training inputs and scaled labels of 0-based data ``epoch`` (its seeds come from ``(config.seed, epoch)``).
+
+        New tissues of the training region (``config.fresh_tissues``) or the training atoms in
+        the epoch's order, then noise (``config.noise_snr_db``) if set. Equal arguments give
+        equal arrays, which is what makes a resumed run repeat an uninterrupted one.
+
+        Returns
+        -------
+        x : np.ndarray
+            (N_train, L) float32.
+        y : np.ndarray
+            (N_train, 2) float32, network units.
+        """
+        n = len(self.x_train)
+        if self.tissue_ranges is not None:
+            x, y_ms = fresh_training_set(self.sequence, n, seed=[config.seed, 2, epoch], **self.tissue_ranges)
+            y = self.label_scaling.transform(y_ms)
+        else:
+            order = epoch_order(n, config.seed, epoch)
+            x, y = self.x_train[order], self.y_train[order]
+        if config.noise_snr_db is not None:
+            x = noisy_training_inputs(x, config.noise_snr_db, config.seed, epoch)
+        return x, y
+
+
+# --------------------------------------------------------------------------- steps of train()
+def resolve_config(dictionary: Any, config: TrainingConfig | None) -> TrainingConfig:
+    """``config``, or the paper's recipe and network for the dictionary's length L when None."""
+    if config is None:
+        return TrainingConfig(network=paper_config(int(np.asarray(dictionary.atoms).shape[-1])))
+    if not isinstance(config, TrainingConfig):
+        raise ValueError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    return config
+
+
 def _compile(model: keras.Model, config: TrainingConfig, scaling: LabelScaling, gpu: bool) -> None:
     opt: Any = keras.optimizers.Adam(learning_rate=config.learning_rate)
     if config.mixed_precision and gpu:
@@ -307,10 +398,124 @@ def _compile(model: keras.Model, config: TrainingConfig, scaling: LabelScaling, 
     model.compile(optimizer=opt, loss=rmse_loss, metrics=metrics, jit_compile=config.jit_compile)
 
 
-def _set_lr(model: keras.Model, lr: float) -> None:
-    model.optimizer.learning_rate = lr
+def new_or_continued_model(
+    config: TrainingConfig,
+    scaling: LabelScaling,
+    info: dict[str, Any],
+    initial_model: str | os.PathLike | None = None,
+    reset_optimizer: bool = False,
+) -> keras.Model:
+    """A compiled model to start a run from: random weights seeded by ``config.seed``, or ``initial_model``.
+
+    With ``initial_model`` its weights and Adam state (or, with ``reset_optimizer``, its weights
+    and a new Adam optimizer); ValueError if the file holds no optimizer state to continue.
+    """
+    keras.utils.set_random_seed(config.seed)
+    if initial_model is not None:
+        model = keras.saving.load_model(Path(initial_model), compile=not reset_optimizer,
+                                        custom_objects=CUSTOM_OBJECTS)
+        if reset_optimizer:
+            _compile(model, config, scaling, is_gpu(info))
+        elif getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                f"initial_model {str(initial_model)!r} holds no optimizer state (saved uncompiled, e.g. by "
+                "scripts/strip_optimizer.py), so its run cannot be continued where it stopped; use the file "
+                "train() wrote, with its Adam state, or reset_optimizer=True to fine-tune from its weights"
+            )
+        return model
+    policy = None
+    if config.mixed_precision:
+        policy = "mixed_float16" if is_gpu(info) else "mixed_bfloat16"
+    model = build_from_config(config.network, dtype_policy=policy)
+    _compile(model, config, scaling, is_gpu(info))
+    return model
 
 
+def copy_with_new_optimizer(model: keras.Model, learning_rate: float) -> keras.Model:
+    """A copy of ``model`` (same weights) compiled with a new Adam and the RMSE loss, ready to fine-tune.
+
+    The original is left untouched. Used by :func:`mrfbook.analysis.studies.fine_tune`, which
+    trains the copy with :func:`fit_one_epoch`.
+
+    Explained in chapter 10, book/10_beyond.md.
+    """
+    from mrfbook.nn.network import weights_only_copy
+
+    copy = weights_only_copy(model)
+    copy.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=rmse_loss)
+    return copy
+
+
+def fit_one_epoch(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    batch_size: int,
+    learning_rate: float,
+    *,
+    epoch: int = 0,
+) -> dict[str, float]:
+    """One epoch of Adam steps over ``(x, y)`` in the given order: the body of every training loop.
+
+    :func:`train` (new runs, resumed runs, continuations, fine-tuning with a new optimizer) and
+    :func:`mrfbook.analysis.studies.fine_tune` (chapter 10) all train through this function.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Compiled; trained in place.
+    x : np.ndarray
+        (N, L) float32 inputs, in the order the batches take them (no shuffling here).
+    y : np.ndarray
+        (N, n_outputs) float32 labels in network units.
+    validation : (x_val, y_val) or None
+        Evaluated after the epoch (``val_`` entries of the record); None: none.
+    batch_size : int
+        Rows per optimiser step (>= 1; the last batch may be smaller).
+    learning_rate : float
+        Adam learning rate for this epoch (set on ``model.optimizer``).
+    epoch : int
+        0-based epoch number Keras reports; it changes no number.
+
+    Returns
+    -------
+    dict of str -> float
+        The epoch's mean ``loss`` and compiled metrics (and their ``val_`` versions).
+
+    Explained in chapter 7, book/07_training.md.
+    """
+    model.optimizer.learning_rate = learning_rate
+    extra: dict[str, Any] = {}
+    if validation is not None:
+        extra = {"validation_data": validation, "validation_batch_size": max(int(batch_size), 1024)}
+    h = model.fit(x, y, batch_size=int(batch_size), epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+                  verbose=0, **extra)
+    return {k: float(v[-1]) for k, v in h.history.items() if k != "learning_rate"}
+
+
+class _EpochBar:
+    """tqdm bar over epochs with the latest losses (no bar when ``progress`` is False or nothing is left)."""
+
+    def __init__(self, first: int, total: int, progress: bool) -> None:
+        self.bar = None
+        if progress and first < total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=first, desc="training", unit="epoch")
+
+    def update(self, record: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{record['loss']:.4f}", val_loss=f"{record['val_loss']:.4f}",
+                                 lr=f"{record['lr']:.0e}")
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------- train()
 def train(
     dictionary: Any,
     config: TrainingConfig | None = None,
@@ -369,143 +574,52 @@ def train(
 
     Explained in chapter 7, book/07_training.md.
     """
-    if config is None:
-        config = TrainingConfig(network=paper_config(int(np.asarray(dictionary.atoms).shape[-1])))
-    if not isinstance(config, TrainingConfig):
-        raise ValueError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    clock = Stopwatch().start()
+    config = resolve_config(dictionary, config)
     if reset_optimizer and initial_model is None:
         raise ValueError("reset_optimizer=True needs an initial_model whose weights the run starts from")
-    x, y_ms = prepare_training_data(dictionary)
-    n_atoms, n_t = x.shape
-    if n_t != config.network.n_timepoints:
-        raise ValueError(
-            f"config.network.n_timepoints ({config.network.n_timepoints}) must equal the dictionary's "
-            f"number of time points ({n_t})"
-        )
-    if config.network.n_outputs != 2:
-        raise ValueError(f"config.network.n_outputs must be 2 (T1, T2) for dictionary training, got {config.network.n_outputs}")
+    data = TrainingData.build(dictionary, config)
     seq_dict, seq_digest = _sequence_info(dictionary)
-    train_idx, val_idx = split_indices(n_atoms, config.validation_fraction, config.seed)
-    scaling = make_label_scaling(config.label_scaling, y_ms[train_idx])
-    y = scaling.transform(y_ms)
-    x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
-    tissue_ranges = fresh_tissue_ranges(dictionary, y_ms[train_idx]) if config.fresh_tissues else None
     info = runtime_info()
-
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if log_path is None and ckpt is not None:
-        log_path = ckpt / LOG_NAME
     run_key = {
         "config": {k: v for k, v in config.to_dict().items() if k != "epochs"},
         "sequence_digest": seq_digest,
-        "n_atoms": n_atoms,
-        "label_scaling": scaling.to_dict(),
+        "n_atoms": data.n_atoms,
+        "label_scaling": data.label_scaling.to_dict(),
     }
     start_info = None
     if initial_model is not None:
-        start_info = _check_initial_model(Path(initial_model), config, scaling, seq_digest)
+        start_info = _check_initial_model(Path(initial_model), config, data.label_scaling, seq_digest)
         run_key["initial_model_sha256"] = start_info["sha256"]
         if reset_optimizer:
             run_key["reset_optimizer"] = True
+    run = RunFiles(checkpoint_dir, log_path, run_key, sequence=seq_dict, runtime=info,
+                   log_fields={"n_train": len(data.x_train), "n_val": len(data.x_val)})
 
-    history: dict[str, list[float]] = {}
-    start_epoch = 0
-    model = None
-    if ckpt is not None and (ckpt / CHECKPOINT_STATE).is_file() and (ckpt / CHECKPOINT_MODEL).is_file():
-        state = json.loads((ckpt / CHECKPOINT_STATE).read_text())
-        saved_key = state.get("run_key")
-        if saved_key != json.loads(json.dumps(run_key)):
-            diff = sorted(k for k in run_key if json.loads(json.dumps(run_key[k])) != (saved_key or {}).get(k))
-            raise CheckpointMismatchError(
-                f"checkpoint_dir {str(ckpt)!r} holds a run with a different {', '.join(diff) or 'setup'}; "
-                "use another checkpoint_dir or delete it to start afresh"
-            )
-        model = keras.saving.load_model(ckpt / CHECKPOINT_MODEL, compile=True)
-        history = {k: list(v) for k, v in state["history"].items()}
-        start_epoch = int(state["epochs_completed"])
-    if model is None and start_info is not None:
-        keras.utils.set_random_seed(config.seed)
-        model = keras.saving.load_model(Path(initial_model), compile=not reset_optimizer)
-        if reset_optimizer:
-            _compile(model, config, scaling, is_gpu(info))
-        elif getattr(model, "optimizer", None) is None:
-            raise ValueError(
-                f"initial_model {str(initial_model)!r} holds no optimizer state (saved uncompiled, e.g. by "
-                "scripts/strip_optimizer.py), so its run cannot be continued where it stopped; use the file "
-                "train() wrote, with its Adam state, or reset_optimizer=True to fine-tune from its weights"
-            )
-        if ckpt is not None:
-            ckpt.mkdir(parents=True, exist_ok=True)
-    if model is None:
-        keras.utils.set_random_seed(config.seed)
-        policy = None
-        if config.mixed_precision:
-            policy = "mixed_float16" if is_gpu(info) else "mixed_bfloat16"
-        model = build_from_config(config.network, dtype_policy=policy)
-        _compile(model, config, scaling, is_gpu(info))
-        if ckpt is not None:
-            ckpt.mkdir(parents=True, exist_ok=True)
-
+    resumed = run.resume()
+    if resumed is not None:
+        model, history, start_epoch = resumed
+    else:
+        model = new_or_continued_model(config, data.label_scaling, info, initial_model, reset_optimizer)
+        history, start_epoch = {}, 0
+    # a continuation draws the batch orders (and noise, tissues) of the epochs after the initial model's
     epoch_offset = int((start_info or {}).get("epochs_completed") or 0)
-    bar = None
-    if progress and start_epoch < config.epochs:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.epochs, initial=start_epoch, desc="training", unit="epoch")
+    bar = _EpochBar(start_epoch, config.epochs, progress)
     try:
         for epoch in range(start_epoch, config.epochs):
             lr = config.learning_rate_at(epoch)
-            _set_lr(model, lr)
-            # a continuation draws the batch orders (and noise) of the epochs after the initial model's
-            data_epoch = epoch + epoch_offset
-            t0 = time.perf_counter()
-            if tissue_ranges is not None:
-                x_epoch, y_epoch_ms = fresh_training_set(
-                    dictionary.sequence, len(train_idx), seed=[config.seed, 2, data_epoch], **tissue_ranges)
-                y_epoch = scaling.transform(y_epoch_ms)
-            else:
-                order = epoch_order(len(train_idx), config.seed, data_epoch)
-                x_epoch, y_epoch = x_train[order], y_train[order]
-            if config.noise_snr_db is not None:
-                x_epoch = noisy_training_inputs(x_epoch, config.noise_snr_db, config.seed, data_epoch)
-            h = model.fit(
-                x_epoch, y_epoch,
-                batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
-                validation_data=(x_val, y_val), validation_batch_size=max(config.batch_size, 1024), verbose=0,
-            )
-            seconds = time.perf_counter() - t0
-            rec = {k: float(v[-1]) for k, v in h.history.items() if k not in ("learning_rate",)}
-            rec.update(lr=lr, seconds=seconds)
-            for k, v in rec.items():
-                history.setdefault(k, []).append(v)
-            if not np.isfinite(rec["loss"]):
-                raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss={rec['loss']}); lower learning_rate")
-            if ckpt is not None:
-                tmp = ckpt / ("tmp_" + CHECKPOINT_MODEL)
-                model.save(tmp)
-                os.replace(tmp, ckpt / CHECKPOINT_MODEL)
-                atomic_write_json(
-                    ckpt / CHECKPOINT_STATE,
-                    {"epochs_completed": epoch + 1, "history": history, "run_key": run_key,
-                     "sequence": seq_dict, "updated": utc_now()},
-                )
-            if log_path is not None:
-                line = {"epoch": epoch + 1, **rec, "time": utc_now(), "n_train": len(train_idx), "n_val": len(val_idx),
-                        "device": info["device"], "cpu": info["cpu"], "backend": info["backend"],
-                        "versions": info["versions"]}
-                Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps(line) + "\n")
-            if bar is not None:
-                bar.set_postfix(loss=f"{rec['loss']:.4f}", val_loss=f"{rec['val_loss']:.4f}", lr=f"{lr:.0e}")
-                bar.update(1)
+            with Stopwatch() as epoch_clock:
+                x_epoch, y_epoch = data.epoch_inputs(config, epoch + epoch_offset)
+                record = fit_one_epoch(model, x_epoch, y_epoch, data.validation, config.batch_size, lr, epoch=epoch)
+            record.update(lr=lr, seconds=epoch_clock.seconds)
+            run.after_epoch(epoch, record, model, history)
+            bar.update(record)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return TrainingResult(
-        model=model, history=history, config=config, label_scaling=scaling, sequence=seq_dict,
-        sequence_digest=seq_digest, n_atoms=n_atoms, resumed_from_epoch=start_epoch, runtime=info,
-        initial_model=start_info,
+        model=model, history=history, config=config, label_scaling=data.label_scaling, sequence=seq_dict,
+        sequence_digest=seq_digest, n_atoms=data.n_atoms, resumed_from_epoch=start_epoch, runtime=info,
+        initial_model=start_info, reset_optimizer=bool(reset_optimizer), seconds=clock.stop(),
     )
 
 
@@ -519,7 +633,9 @@ def _check_initial_model(path: Path, config: TrainingConfig, scaling: LabelScali
             f"(digest {str(meta.get('sequence_digest'))[:12]}… vs {str(seq_digest)[:12]}…)"
         )
     if meta.get("network") != config.network.to_dict():
-        raise ValueError(f"initial_model {str(path)!r} has network {meta.get('network')}, config.network is {config.network.to_dict()}")
+        raise ValueError(
+            f"initial_model {str(path)!r} has network {meta.get('network')}, config.network is {config.network.to_dict()}"
+        )
     for name in ("seed", "validation_fraction", "label_scaling"):
         if name in earlier and earlier[name] != getattr(config, name):
             raise ValueError(
@@ -527,6 +643,8 @@ def _check_initial_model(path: Path, config: TrainingConfig, scaling: LabelScali
                 f"same split and labels, got {getattr(config, name)!r}"
             )
     if meta.get("label_scaling") != json.loads(json.dumps(scaling.to_dict())):
-        raise ValueError(f"initial_model {str(path)!r} has label scaling {meta.get('label_scaling')}, this run {scaling.to_dict()}")
+        raise ValueError(
+            f"initial_model {str(path)!r} has label scaling {meta.get('label_scaling')}, this run {scaling.to_dict()}"
+        )
     return {"path": str(path), "sha256": file_sha256(path), "epochs_completed": meta.get("epochs_completed"),
             "training": earlier}

@@ -14,7 +14,7 @@ transverse magnetisation.  It shares no code with :mod:`mrfbook.physics.epg`; wi
 (constant flip angle and TR, unbalanced gradient dephasing the voxel by 2 pi
 per TR, no RF spoiling).
 
-Explained in chapter 2, ``book/02_simulation.md``.
+Explained in chapter 2, book/02_simulation.md.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from mrfbook.physics.epg import _check_sequence, check_tissues
+from mrfbook.physics.epg import check_sequence, check_tissues
 from mrfbook.physics.sequence import FispSequence
+from mrfbook.utils.checks import check_int
 
 __all__ = ["simulate_fisp_isochromats", "fisp_steady_state", "rotation_matrix"]
 
@@ -84,14 +85,14 @@ def simulate_fisp_isochromats(
 
     Notes
     -----
-    Explained in chapter 2, ``book/02_simulation.md``.
+    Explained in chapter 2, book/02_simulation.md.
     """
-    seq = _check_sequence(sequence)
+    seq = check_sequence(sequence)
     t1, t2, b1a = check_tissues(t1_ms, t2_ms, b1)
     n_t = seq.n_timepoints
-    n_iso = 2 * n_t + 2 if n_isochromats is None else n_isochromats
-    if isinstance(n_iso, bool) or not isinstance(n_iso, (int, np.integer)) or n_iso < 1:
-        raise ValueError(f"n_isochromats must be None or an integer >= 1; got {n_isochromats!r}")
+    n_iso = check_int("n_isochromats", n_isochromats, 1, allow_none=True)
+    if n_iso is None:
+        n_iso = 2 * n_t + 2
     theta = 2.0 * np.pi * np.arange(n_iso) / n_iso
     cos_t, sin_t = np.cos(theta), np.sin(theta)
     n_k = t1.size

@@ -15,7 +15,7 @@ Two figures of merit for comparing flip-angle/TR schedules:
   the signature with respect to (T1, T2) (:func:`signature_jacobian`, central
   finite differences of the exact EPG).
 
-Explained in chapter 2, ``book/02_simulation.md``.
+Explained in chapter 2, book/02_simulation.md.
 """
 
 from __future__ import annotations

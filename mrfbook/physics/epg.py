@@ -25,7 +25,7 @@ stays real, and the returned signal is ``Re F+_0 = M_x`` at the echo.  A 90
 degree pulse on fully relaxed magnetisation therefore gives ``+1`` (times
 ``exp(-TE/T2)``); inverted magnetisation gives negative signal.
 
-Explained in chapter 2, ``book/02_simulation.md``.
+Explained in chapter 2, book/02_simulation.md.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ import numpy as np
 from numba import njit, prange
 
 from mrfbook.physics.sequence import FispSequence
+from mrfbook.utils.checks import check_int
 
-__all__ = ["simulate_fisp", "simulate_fisp_numpy", "check_tissues", "exact_n_states"]
+__all__ = ["simulate_fisp", "simulate_fisp_numpy", "check_tissues", "check_sequence", "exact_n_states"]
 
 _CHUNK = 8192  # tissues per compiled call (progress granularity)
 
@@ -96,7 +97,11 @@ def check_tissues(
     return t1, t2, b1a
 
 
-def _check_sequence(sequence: Any) -> FispSequence:
+def check_sequence(sequence: Any) -> FispSequence:
+    """Return ``sequence`` if it is a :class:`mrfbook.physics.sequence.FispSequence`, else raise ``ValueError``.
+
+    Explained in chapter 2, book/02_simulation.md.
+    """
     if not isinstance(sequence, FispSequence):
         raise ValueError(f"sequence must be a mrfbook.physics.sequence.FispSequence; got {type(sequence)!r}")
     return sequence
@@ -214,9 +219,7 @@ def _resolve_n_states(n_states: Any, n_t: int) -> int:
     exact = exact_n_states(n_t)
     if n_states is None:
         return exact
-    if isinstance(n_states, bool) or not isinstance(n_states, (int, np.integer)) or n_states < 1:
-        raise ValueError(f"n_states must be None or an integer >= 1; got {n_states!r}")
-    return min(int(n_states), exact)
+    return min(check_int("n_states", n_states, 1, allow_none=True), exact)
 
 
 def _resolve_dtype(dtype: Any) -> np.dtype:
@@ -283,9 +286,9 @@ def simulate_fisp(
     on disk); peak extra memory is the (K, L) output plus O(L) per tissue
     being simulated.  Orders that can no longer reach a readout are skipped
     (about L^2/4 state updates per tissue instead of L^2/2).
-    Explained in chapter 2, ``book/02_simulation.md``.
+    Explained in chapter 2, book/02_simulation.md.
     """
-    seq = _check_sequence(sequence)
+    seq = check_sequence(sequence)
     t1, t2, b1a = check_tissues(t1_ms, t2_ms, b1)
     out_dt = _resolve_dtype(dtype)
     n_t = seq.n_timepoints
@@ -335,18 +338,17 @@ def simulate_fisp_numpy(
     """The same EPG as :func:`simulate_fisp`, in plain vectorised NumPy.
 
     Loops over time points and vectorises over tissues and states (float64
-    states when every RF phase is 90 or 270 degrees, else complex128; tissues processed ``chunk_size`` at a time to bound memory).  It is
-    the benchmark baseline and an independent implementation for tests.
+    states when every RF phase is 90 or 270 degrees, else complex128; tissues processed ``chunk_size``
+    at a time to bound memory).  It is the benchmark baseline and an independent implementation for tests.
     Arguments and return value as in :func:`simulate_fisp`; in addition
     ``light_cone=False`` updates every order up to ``min(t, n_states - 1)``
     (default ``n_states`` then ``L``) instead of skipping orders that can no
     longer reach a readout -- slower, same result, used to test the pruning.
     """
-    seq = _check_sequence(sequence)
+    seq = check_sequence(sequence)
     t1, t2, b1a = check_tissues(t1_ms, t2_ms, b1)
     out_dt = _resolve_dtype(dtype)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1; got {chunk_size!r}")
+    chunk_size = check_int("chunk_size", chunk_size, 1)
     n_t = seq.n_timepoints
     if light_cone:
         n_keep = _resolve_n_states(n_states, n_t)

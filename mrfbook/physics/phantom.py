@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from mrfbook.utils.checks import check_int
+
 __all__ = [
     "TissueMaps",
     "BRAIN_TISSUES_3T",
@@ -101,14 +103,6 @@ class TissueMaps:
         """T1 (ms), T2 (ms) and PD of the tissue pixels, each (n_tissue,) float64, row-major order."""
         m = self.tissue_mask
         return self.t1_ms[m], self.t2_ms[m], self.pd[m]
-
-
-def _check_size(size: int) -> int:
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise ValueError(f"size must be an int in [{_MIN_SIZE}, {_MAX_SIZE}], got {size!r}")
-    if not _MIN_SIZE <= int(size) <= _MAX_SIZE:
-        raise ValueError(f"size must be in [{_MIN_SIZE}, {_MAX_SIZE}], got {size}")
-    return int(size)
 
 
 def mni152_data_dir() -> Path:
@@ -207,7 +201,7 @@ def brain_phantom(
 
     Explained in chapter 4, book/04_matching.md.
     """
-    size = _check_size(size)
+    size = check_int("size", size, _MIN_SIZE, _MAX_SIZE)
     if not np.isfinite(slice_mm) or not -40.0 <= float(slice_mm) <= 60.0:
         raise ValueError(f"slice_mm must be in [-40, 60] mm, got {slice_mm}")
     if not np.isfinite(variation) or not 0.0 <= float(variation) <= 0.2:
@@ -288,7 +282,7 @@ def shepp_logan_phantom(size: int = 128) -> TissueMaps:
 
     Explained in chapter 4, book/04_matching.md.
     """
-    size = _check_size(size)
+    size = check_int("size", size, _MIN_SIZE, _MAX_SIZE)
     c = (np.arange(size) + 0.5) / size * 2.0 - 1.0
     x = c[None, :]
     y = -c[:, None]  # row 0 at the top (y = +1)

@@ -16,7 +16,7 @@ Factory functions build the schedules used in the book:
   - simple alternatives for experiments.
 * :meth:`FispSequence.from_arrays` - any user schedule (scalars broadcast).
 
-Explained in chapter 2, ``book/02_simulation.md``.
+Explained in chapter 2, book/02_simulation.md.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+
+from mrfbook.utils.checks import check_int
 
 __all__ = [
     "FispSequence",
@@ -89,8 +91,9 @@ class FispSequence:
     -----
     Arrays are copied and stored read-only.  Equality and hashing use
     :attr:`digest`.  Scalars are *not* broadcast by the constructor; use
-    :meth:`from_arrays` for that.  Explained in chapter 2,
-    ``book/02_simulation.md``.
+    :meth:`from_arrays` for that.
+
+    Explained in chapter 2, book/02_simulation.md.
     """
 
     flip_angles_deg: np.ndarray
@@ -271,12 +274,6 @@ class FispSequence:
 
 
 # ---------------------------------------------------------------- schedule shapes
-def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
 def _check_max_flip(max_flip_deg: float) -> float:
     v = float(max_flip_deg)
     if not np.isfinite(v) or v < 0.0 or v > 180.0:
@@ -330,8 +327,8 @@ def sinusoidal_lobes(
     ndarray, shape (L,), float64
         Flip angles in degrees, in [0, max_flip_deg]; the maximum is reached.
     """
-    n = _check_positive_int("n_timepoints", n_timepoints)
-    n_lobes = _check_positive_int("n_lobes", n_lobes)
+    n = check_int("n_timepoints", n_timepoints, 1)
+    n_lobes = check_int("n_lobes", n_lobes, 1)
     if n_lobes > n:
         raise ValueError(f"n_lobes must be in [1, n_timepoints={n}]; got {n_lobes}")
     vmax = _check_max_flip(max_flip_deg)
@@ -386,9 +383,9 @@ def perlin_tr(
     ndarray, shape (L,), float64
         TR in ms.
     """
-    n = _check_positive_int("n_timepoints", n_timepoints)
+    n = check_int("n_timepoints", n_timepoints, 1)
     lo, hi = _check_tr_range(tr_range_ms)
-    cells = max(1, n // 20) if n_cells is None else _check_positive_int("n_cells", n_cells)
+    cells = max(1, n // 20) if n_cells is None else check_int("n_cells", n_cells, 1)
     rng = np.random.default_rng(seed)
     grads = rng.choice([-1.0, 1.0], size=cells + 1) * rng.uniform(0.5, 1.0, size=cells + 1)
     x = (np.arange(n) + 0.5) / n * cells
@@ -426,7 +423,7 @@ def paper_sequence(
     Returns
     -------
     FispSequence
-        Explained in chapter 2, ``book/02_simulation.md``.
+        Explained in chapter 2, book/02_simulation.md.
     """
     fa = sinusoidal_lobes(n_timepoints, max_flip_deg, n_lobes, gap_fraction=gap_fraction)
     tr = perlin_tr(n_timepoints, tr_range_ms, seed)
@@ -445,7 +442,7 @@ def constant_sequence(
 
     Returns a :class:`FispSequence` of length ``n_timepoints``.
     """
-    n = _check_positive_int("n_timepoints", n_timepoints)
+    n = check_int("n_timepoints", n_timepoints, 1)
     return FispSequence.from_arrays(
         np.full(n, float(flip_deg)), tr_ms, te_ms, rf_phase_deg, inversion=inversion
     )
@@ -483,7 +480,7 @@ def random_sequence(
     Seeded with ``numpy.random.default_rng(seed)``; returns a
     :class:`FispSequence`.
     """
-    n = _check_positive_int("n_timepoints", n_timepoints)
+    n = check_int("n_timepoints", n_timepoints, 1)
     vmax = _check_max_flip(max_flip_deg)
     lo, hi = _check_tr_range(tr_range_ms)
     rng = np.random.default_rng(seed)
@@ -532,7 +529,7 @@ def make_sequence(
     if shape == "random":
         return random_sequence(n_timepoints, **common)
     if shape == "constant":
-        n = _check_positive_int("n_timepoints", n_timepoints)
+        n = check_int("n_timepoints", n_timepoints, 1)
         fa = np.full(n, _check_max_flip(max_flip_deg))
         return FispSequence.from_arrays(fa, perlin_tr(n, tr_range_ms, seed), te_ms, 90.0, inversion=inversion)
     raise ValueError(f"shape must be one of {SHAPES}; got {shape!r}")

@@ -44,7 +44,6 @@ __all__ = [
     "density_pdf",
     "UndersampledFourier",
     "zero_filled",
-    "add_noise",
     "fft_workers",
 ]
 
@@ -346,8 +345,8 @@ class UndersampledFourier:
     of size 1 is safe for the data term ``1/2 ||F_u x - y||^2``.
 
     The iterative solvers work in an internal frame-major layout ``(L, H, W)`` and
-    call the ``internal_*`` methods, which skip validation and transposes, and for line
-    masks use 1-D FFTs along the phase-encode axis only (see :meth:`internal_data`).
+    call the ``packed_*`` methods, which skip validation and transposes, and for line
+    masks use 1-D FFTs along the phase-encode axis only (see :meth:`packed_data`).
 
     Explained in chapter 5, book/05_undersampling.md.
     """
@@ -428,7 +427,7 @@ class UndersampledFourier:
 
     def normal_frames(self, frames: np.ndarray) -> np.ndarray:
         """``F_u^H F_u`` on frame-major images (L, H, W) complex64."""
-        return self.internal_adjoint(self.internal_forward(frames))
+        return self.packed_adjoint(self.packed_forward(frames))
 
     @property
     def line_masks(self) -> bool:
@@ -440,7 +439,7 @@ class UndersampledFourier:
         """Number of sampled k-space values over all frames (length of the packed data)."""
         return int(self._sampled.size)
 
-    def internal_data(self, y: np.ndarray) -> np.ndarray:
+    def packed_data(self, y: np.ndarray) -> np.ndarray:
         """Centred k-space (L, H, W) -> the solvers' packed data vector (complex64).
 
         The solvers keep only the sampled values, packed into a 1-D vector
@@ -457,16 +456,16 @@ class UndersampledFourier:
             k = sfft.ifft(k, axis=2, norm="ortho", workers=self.workers, overwrite_x=True)
         return np.take(k.reshape(-1), self._sampled)
 
-    def internal_forward(self, frames: np.ndarray) -> np.ndarray:
-        """Frame-major images (L, H, W) -> packed sampled values (see :meth:`internal_data`)."""
+    def packed_forward(self, frames: np.ndarray) -> np.ndarray:
+        """Frame-major images (L, H, W) -> packed sampled values (see :meth:`packed_data`)."""
         if self._lines:
             k = sfft.fft(frames, axis=1, norm="ortho", workers=self.workers)
         else:
             k = self._fft(frames)
         return np.take(k.reshape(-1), self._sampled)
 
-    def internal_adjoint(self, packed: np.ndarray) -> np.ndarray:
-        """Adjoint of :meth:`internal_forward`: packed values -> (L, H, W) complex64 images."""
+    def packed_adjoint(self, packed: np.ndarray) -> np.ndarray:
+        """Adjoint of :meth:`packed_forward`: packed values -> (L, H, W) complex64 images."""
         k = np.zeros(self.kspace_shape, dtype=np.complex64)
         k.reshape(-1)[self._sampled] = packed
         if self._lines:

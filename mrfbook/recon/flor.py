@@ -31,7 +31,9 @@ from typing import Any, Callable
 import numpy as np
 
 from mrfbook.recon.acquisition import UndersampledFourier
-from mrfbook.recon.lowrank import RestorationResult, _single_threaded_blas, proximal_gradient, svt
+from mrfbook.recon.lowrank import resolve_scale, svt
+from mrfbook.recon.solvers import Prox, RestorationResult, check_kspace, proximal_gradient, single_threaded_blas
+from mrfbook.utils.checks import check_int
 
 __all__ = ["FLOR_MIN_CORRELATION", "subspace_basis", "flor_restore", "flor_maps"]
 
@@ -69,7 +71,7 @@ def subspace_basis(dictionary: Any, *, subspace_rank: int | None = None,
     if isinstance(dictionary, SvdBasis):
         basis = dictionary.basis
         if subspace_rank is not None:
-            basis = basis[:, : _check_rank(subspace_rank, basis.shape[1])]
+            basis = basis[:, : check_int("subspace_rank", subspace_rank, 1, basis.shape[1])]
     elif isinstance(dictionary, np.ndarray):
         basis = dictionary
         if basis.ndim != 2 or basis.shape[1] > basis.shape[0]:
@@ -79,12 +81,12 @@ def subspace_basis(dictionary: Any, *, subspace_rank: int | None = None,
         if not np.allclose(gram, np.eye(basis.shape[1]), atol=1e-4):
             raise ValueError("dictionary given as an array must have orthonormal columns")
         if subspace_rank is not None:
-            basis = basis[:, : _check_rank(subspace_rank, basis.shape[1])]
+            basis = basis[:, : check_int("subspace_rank", subspace_rank, 1, basis.shape[1])]
     elif hasattr(dictionary, "atoms"):
         atoms = dictionary.normalised() if hasattr(dictionary, "normalised") else dictionary.atoms
         if subspace_rank is not None:
             n_t = np.asarray(atoms).shape[1]
-            basis = svd_basis(atoms, rank=_check_rank(subspace_rank, n_t)).basis
+            basis = svd_basis(atoms, rank=check_int("subspace_rank", subspace_rank, 1, n_t)).basis
         else:
             if not (0.0 < float(energy) <= 1.0):
                 raise ValueError(f"energy must be in (0, 1], got {energy!r}")
@@ -96,13 +98,7 @@ def subspace_basis(dictionary: Any, *, subspace_rank: int | None = None,
     return np.ascontiguousarray(basis, dtype=dtype)
 
 
-def _check_rank(rank: Any, maximum: int) -> int:
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= maximum:
-        raise ValueError(f"subspace_rank must be an integer in [1, {maximum}], got {rank!r}")
-    return int(rank)
-
-
-def _project_then_svt(basis: np.ndarray) -> Callable[[np.ndarray, float], tuple[np.ndarray, float, int]]:
+def _project_then_svt(basis: np.ndarray) -> Prox:
     """prox of lam ||X||_* + indicator(rows of X in span B), on frame-major stacks (L, H, W)."""
     n_t, k = basis.shape
     real_basis = not np.iscomplexobj(basis)
@@ -111,13 +107,13 @@ def _project_then_svt(basis: np.ndarray) -> Callable[[np.ndarray, float], tuple[
     def prox(z: np.ndarray, t: float) -> tuple[np.ndarray, float, int]:
         shape = z.shape
         zz = np.ascontiguousarray(z, dtype=np.complex64).reshape(n_t, -1)
-        with _single_threaded_blas():
+        with single_threaded_blas():
             if real_basis:  # real (k x L) @ complex (L x N) as one real GEMM on the float view
                 coeff = (bt @ zz.view(np.float32)).view(np.complex64)
             else:
                 coeff = bt @ zz
         coeff, reg, rank = svt(coeff, t)  # C^T (k x N): same singular values as X
-        with _single_threaded_blas():
+        with single_threaded_blas():
             if real_basis:
                 out = (basis @ np.ascontiguousarray(coeff).view(np.float32)).view(np.complex64)
             else:
@@ -175,20 +171,21 @@ def flor_restore(kspace: np.ndarray, op: UndersampledFourier, dictionary: Any, *
 
     Returns
     -------
-    mrfbook.recon.lowrank.RestorationResult
+    mrfbook.recon.solvers.RestorationResult
         ``images`` (H, W, L) complex64 whose every signature lies in the subspace;
         ``extra["basis"]`` holds the (L, k) basis.
 
     Explained in chapter 5, book/05_undersampling.md.
     """
-    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
-        raise ValueError(f"n_iter must be an integer >= 1, got {n_iter!r}")
+    n_iter = check_int("n_iter", n_iter, 1)
+    kspace = check_kspace(kspace, op)
     basis = subspace_basis(dictionary, subspace_rank=subspace_rank, energy=energy)
     if basis.shape[0] != op.n_frames:
         raise ValueError(f"the dictionary has {basis.shape[0]} time points but op has "
                          f"{op.n_frames} frames")
+    s = resolve_scale(scale, kspace, op)
     result = proximal_gradient(kspace, op, _project_then_svt(basis), lam=lam, mu=mu,
-                               max_iter=n_iter, tol=tol, fista=fista, restart=restart, scale=scale,
+                               max_iter=n_iter, tol=tol, fista=fista, restart=restart, scale=s,
                                progress=progress, callback=callback,
                                method="flor-fista" if fista else "flor-ista", desc="FLOR")
     result.extra["basis"] = basis

@@ -48,6 +48,8 @@ from typing import Any, NamedTuple
 import numba as nb
 import numpy as np
 
+from mrfbook.utils.checks import check_int
+
 __all__ = [
     "DEFAULT_RANK",
     "MatchResult",
@@ -195,14 +197,6 @@ def _check_dictionary(dictionary) -> None:
             )
 
 
-def _check_rank(rank, n_timepoints: int) -> int | None:
-    if rank is None:
-        return None
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= n_timepoints:
-        raise ValueError(f"rank must be None or an int in [1, L] = [1, {n_timepoints}], got {rank!r}")
-    return int(rank)
-
-
 def _block_ids(dictionary, side: int) -> np.ndarray:
     """Label per atom: blocks of ``side`` neighbouring values along each parameter axis.
 
@@ -274,7 +268,7 @@ def search_index(dictionary, rank: int | None = DEFAULT_RANK) -> SearchIndex:
     """
     _check_dictionary(dictionary)
     n_t = int(np.asarray(dictionary.atoms).shape[1])
-    rank = _check_rank(rank, n_t)
+    rank = check_int("rank", rank, 1, n_t, allow_none=True)
     per_dict = _INDEX_CACHE.setdefault(dictionary, {})
     if rank in per_dict:
         return per_dict[rank]
@@ -459,8 +453,7 @@ def _check_signatures(signatures, n_timepoints: int) -> np.ndarray:
 
 
 def _check_common(chunk_size, min_correlation) -> tuple[int, float | None]:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    chunk_size = check_int("chunk_size", chunk_size, 1)
     if min_correlation is not None:
         if not np.isfinite(min_correlation) or not 0.0 <= float(min_correlation) <= 1.0:
             raise ValueError(f"min_correlation must be None or in [0, 1], got {min_correlation!r}")
@@ -557,7 +550,7 @@ def match_signatures(
     _check_dictionary(dictionary)
     n_t = int(np.asarray(dictionary.atoms).shape[1])
     x = _check_signatures(signatures, n_t)
-    rank = _check_rank(rank, n_t)
+    rank = check_int("rank", rank, 1, n_t, allow_none=True)
     chunk_size, min_correlation = _check_common(chunk_size, min_correlation)
 
     idx = search_index(dictionary, rank)

@@ -1,13 +1,18 @@
-"""Side-by-side figures of T1/T2 maps and their errors, one shared colour scale per column.
+"""The book's drawings: T1/T2 maps side by side, the pipeline diagram, the network's architecture.
+
+- :class:`MapScales` and :func:`map_comparison`: maps and their errors, one shared colour scale per
+  column (chapter 8).
+- :func:`pipeline_diagram`: a left-to-right flow chart of labelled boxes (chapter 1).
+- :func:`draw_architecture`: the residual 1-D CNN as a block diagram (chapter 6).
+
+matplotlib is imported inside the functions that draw, so importing this module stays cheap.
 
 Explained in chapter 8, book/08_evaluation.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Mapping
-
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     from mrfbook.nn.network import NetworkConfig
 
-__all__ = ["MapScales", "map_comparison"]
+__all__ = ["MapScales", "map_comparison", "pipeline_diagram", "draw_architecture"]
 
 
 class MapScales:

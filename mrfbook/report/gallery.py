@@ -4,6 +4,11 @@ A Jupyter widget needs a running kernel; a reader of the static HTML book has no
 functions here turn a set of *precomputed* figures into a small block of plain HTML and
 JavaScript -- a range slider that swaps between the images -- which works in any browser.
 Chapters 2 and 5 use it for the flip-angle-schedule and undersampling-ratio explorers.
+
+IPython is imported at module level (its ``HTML`` display object is what the functions return):
+this module needs the ``book`` extra, like the rest of :mod:`mrfbook.report`.
+
+Explained in chapter 2, book/02_simulation.md (first use) and chapter 5, book/05_undersampling.md.
 """
 
 from __future__ import annotations
@@ -115,7 +120,8 @@ def static_slider_html(
   </label>
   <img class="mrf-slider-image" src="{sources[0]}" alt="{html.escape(title)}: {html.escape(labels_text[0])}"
        style="max-width:100%;margin-top:0.4em;">
-  <div style="font-size:0.85em;color:#666;">Precomputed figures: this control works in the static page, without a Python kernel.</div>
+  <div style="font-size:0.85em;color:#666;">Precomputed figures: this control works in the static page,
+    without a Python kernel.</div>
 </div>
 <script>
 (function () {{

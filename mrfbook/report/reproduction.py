@@ -1,6 +1,6 @@
 """The reproduction table: each of the paper's figures next to the book's, with conditions and gaps.
 
-:func:`reproduction_rows` turns chapter 8's summary (:func:`mrfbook.analysis.experiments.summarise`) into one
+:func:`reproduction_rows` turns chapter 8's summary (:func:`mrfbook.analysis.experiments.summarise_reproduction`) into one
 row per number the paper reports (:data:`mrfbook.paper.PAPER`). The book's values and the
 comparative words of each sentence ("lower", "3.2x the paper's") are computed from the summary;
 only the explanations of *why* conditions differ are prose.
@@ -18,13 +18,15 @@ __all__ = ["proposed_network", "reproduction_rows", "covered_paper_keys", "paper
 
 
 def proposed_network(summary: Mapping[str, Any]) -> str:
-    """The network standing for the paper's: "paper network" if it was evaluated, else "compact network"."""
-    nets = summary.get("networks", {})
-    if "paper network" in nets:
-        return "paper network"
-    if "compact network" in nets:
-        return "compact network"
-    raise ValueError("the summary evaluates no network (need 'paper network' or 'compact network')")
+    """The network standing for the paper's: "paper network" (the shipped network of the paper's architecture).
+
+    Raises ``ValueError`` if ``summary`` did not evaluate it.
+
+    Explained in chapter 9, book/09_reproduction.md.
+    """
+    if "paper network" not in summary.get("networks", {}):
+        raise ValueError("the summary does not evaluate the 'paper network' (the network standing for the paper's)")
+    return "paper network"
 
 
 def paper_number_keys() -> list[tuple[str, ...]]:
@@ -62,7 +64,7 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     Parameters
     ----------
     summary : mapping
-        Chapter 8's summary (:func:`mrfbook.analysis.experiments.summarise`).
+        Chapter 8's summary (:func:`mrfbook.analysis.experiments.summarise_reproduction`).
 
     Returns
     -------
@@ -79,9 +81,6 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     cpu = "this book's CPU"
     net_desc = f"{net}, {info['weights']:,} weights"
     st_rows = summary["storage"]
-    fewer = st_rows[0].get("paper network_weights", float("nan")) / info["weights"]
-    stand_in = "" if net == "paper network" else (
-        f" The paper network's weights are not shipped yet; the compact network ({fewer:.0f}x fewer weights) stands in.")
     syn = summary["synthetic"]
     s_net, s_match = syn["scores"][net], syn["scores"]["matching"]
     full = summary["full_sampling"]["scores"]
@@ -98,7 +97,7 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         add("Fig. 3", f"synthetic test, RMSE {label} (ms)", [("synthetic", f"{par}_rmse_ms")],
             f"{p[f'{par}_rmse_ms']}", f"{s_net[f'{par}_rmse_ms']:.3f}", s_net[f"{par}_rmse_ms"], syn_cond,
             f"{_ratio_words(s_net[f'{par}_rmse_ms'], p[f'{par}_rmse_ms'], ' error')}; matching on the same grid: "
-            f"{s_match[f'{par}_rmse_ms']:.2f} ms.{stand_in}")
+            f"{s_match[f'{par}_rmse_ms']:.2f} ms.")
     for par, label in (("t1", "T1"), ("t2", "T2")):
         add("Fig. 3", f"synthetic test, R² {label}", [("synthetic", f"{par}_r2")], f"{p[f'{par}_r2']}",
             f"{s_net[f'{par}_r2']:.8f}", s_net[f"{par}_r2"], syn_cond,
@@ -174,22 +173,23 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         slice_match / slice_net, f"{cpu}; {n_tissue:,} tissue pixels",
         "Our matcher is exact and pruned (chapter 4), not the inner-product loop the paper timed.")
     flor_map, prop_map = under["FLOR"]["map_s"], under[f"low-rank + {net}"]["map_s"]
+    flor_cost_word = "less" if under["FLOR"]["restore_s"] < under[f"low-rank + {net}"]["restore_s"] else "more"
     add("section 4.2", "15 %: speed-up of the proposed method over FLOR", [("speed", "speedup_vs_flor")],
         f"{ps['speedup_vs_flor']:.0f}x", f"{flor_map / prop_map:.2f}x (mapping only); "
         f"{under['FLOR']['seconds'] / under[f'low-rank + {net}']['seconds']:.2f}x (restoration + mapping)",
         flor_map / prop_map, cpu, f"The paper's {ps['speedup_vs_flor']:.0f}x ({pu['flor']['seconds']} s / "
         f"{pu['proposed']['seconds']} s) compares FLOR's full time with what is most likely the network's mapping "
         "alone; here the network maps more slowly than our matcher, and FLOR's 30 subspace-constrained iterations "
-        f"({under['FLOR']['restore_s']:.1f} s) cost {'less' if under['FLOR']['restore_s'] < under[f'low-rank + {net}']['restore_s'] else 'more'} "
+        f"({under['FLOR']['restore_s']:.1f} s) cost {flor_cost_word} "
         f"than the low-rank restoration ({under[f'low-rank + {net}']['restore_s']:.1f} s)."
         if flor_map < prop_map else
         f"The paper's {ps['speedup_vs_flor']:.0f}x compares FLOR's full time with what is most likely the network's "
         "mapping alone.")
     st = PAPER["storage"]
-    paper_arch_mb = st_rows[0]["paper network_mb"] if "paper network_mb" in st_rows[0] else float("nan")
+    paper_arch_mb = st_rows[0]["paper network_mb"]
     add("section 4.2", "network storage (MB)", [("storage", "network_mb")], f"{st['network_mb']}",
         f"{paper_arch_mb:.2f} (paper architecture, float32 weights)", paper_arch_mb,
-        f"{st_rows[0].get('paper network_weights', 0):,} weights of the paper's architecture as we read it",
+        f"{st_rows[0]['paper network_weights']:,} weights of the paper's architecture as we read it",
         ("Not reproduced: " if abs(paper_arch_mb - st["network_mb"]) > 0.5 else "Reproduced: ")
         + f"the architecture as described has {paper_arch_mb:.1f} MB of float32 weights; the paper does not say what "
         f"its {st['network_mb']} MB file holds (an optimiser state or another layer count would change it).")
@@ -206,7 +206,7 @@ def reproduction_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         f"{pt['seconds_per_epoch']:.0f} on a {pt['device']}, {pt['epochs']} epochs",
         f"{info['seconds_per_epoch']:.1f} on {info['train_device']}, {info['epochs']} epochs",
         info["seconds_per_epoch"], f"{net}; {info.get('train_cpu', '')}, {info['train_backend']} backend",
-        f"{_ratio_words(info['seconds_per_epoch'], pt['seconds_per_epoch'])}.{stand_in}")
+        f"{_ratio_words(info['seconds_per_epoch'], pt['seconds_per_epoch'])}.")
     add("section 4.2", "sampling ratio", [("undersampled", "sampling_ratio")], f"{pu['sampling_ratio']}",
         f"{summary['undersampled']['sampling_fraction']:.4f}", summary["undersampled"]["sampling_fraction"],
         "fraction of k-space sampled over all frames", "Lines instead of the authors' points (chapter 5).")
@@ -224,7 +224,7 @@ def qualitative_claims(summary: Mapping[str, Any], *, close_db: float = 3.0, lif
     Parameters
     ----------
     summary : mapping
-        Chapter 8's summary (:func:`mrfbook.analysis.experiments.summarise`).
+        Chapter 8's summary (:func:`mrfbook.analysis.experiments.summarise_reproduction`).
     close_db : float
         "Close" means an SNR difference below this (dB, > 0); the paper's FLOR and proposed
         method differ by 0.25 and 2.11 dB.

@@ -2,6 +2,8 @@
 
 Used by the training run folders (chapter 7, book/07_training.md) and the evaluation summary
 (chapter 8, book/08_evaluation.md).
+
+Explained in chapter 7, book/07_training.md.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ __all__ = ["utc_now", "atomic_write_json", "file_sha256"]
 
 
 def utc_now() -> str:
+    """The current UTC time as ISO 8601 to the second, e.g. ``2026-11-28T10:40:22+00:00``."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename, so a crash leaves no half file."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     os.replace(tmp, path)
