@@ -26,6 +26,18 @@ fi
 echo "setup_env: creating the environment at $venv with $("$python" --version 2>&1) (a few minutes the first time)"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
+# On Linux x86-64 pyproject.toml asks for the CPU-only TensorFlow wheel (tensorflow-cpu): the plain
+# `tensorflow` wheel there is the CUDA build, which probes for CUDA at every start and prints CUDA error
+# lines on machines without a GPU.  Both wheels install the same `tensorflow` package, so a `tensorflow`
+# distribution left from an older environment goes first (installing one over the other mixes their files).
+# GPU TensorFlow instead (the book's GPU path is JAX: scripts/gpu_check.sh): after this script,
+#   .venv/bin/pip uninstall -y tensorflow-cpu && .venv/bin/pip install "tensorflow[and-cuda]==<same version>"
+# (re-running this script after a change of pyproject.toml puts tensorflow-cpu back).
+if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] \
+   && "$venv/bin/python" -m pip show --quiet tensorflow >/dev/null 2>&1; then
+  echo "setup_env: replacing the CUDA build of TensorFlow (tensorflow) by the CPU-only wheel (tensorflow-cpu)"
+  "$venv/bin/python" -m pip uninstall --quiet --yes tensorflow tensorflow-cpu
+fi
 "$venv/bin/python" -m pip install --quiet --editable "$root[book,test]"
 echo "$stamp" > "$venv/.mrfbook-stamp"
 echo "setup_env: done"

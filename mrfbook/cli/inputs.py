@@ -29,6 +29,8 @@ __all__ = [
     "check_numeric",
     "check_finite",
     "as_image_stack",
+    "as_image_volume",
+    "as_volume_mask",
     "as_kspace_lhw",
     "as_pixel_mask",
     "as_sampling_masks",
@@ -96,7 +98,7 @@ def _pick(arrays: dict[str, np.ndarray], key: str | None, path: Path, name: str)
     )
 
 
-def load_array(spec: str | Path, *, name: str) -> np.ndarray:
+def load_array(spec: str | Path, *, name: str, mmap: bool = False) -> np.ndarray:
     """Load one array from a ``.npy``, ``.npz`` or ``.mat`` file.
 
     Parameters
@@ -108,6 +110,10 @@ def load_array(spec: str | Path, *, name: str) -> np.ndarray:
     name : str
         Name of the option the file came from (e.g. ``"--images"``); used in
         error messages.
+    mmap : bool
+        For a ``.npy`` file: return a read-only ``numpy.memmap`` (nothing is read
+        yet; volumes larger than memory are then read slab by slab). Other file
+        types are always read into memory.
 
     Returns
     -------
@@ -126,7 +132,7 @@ def load_array(spec: str | Path, *, name: str) -> np.ndarray:
         raise InputError(f"{name}: a .npy file holds one array; drop ':{key}' from {spec}")
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
                 return _pick({k: data[k] for k in data.files}, key, path, name)
@@ -178,11 +184,44 @@ def as_image_stack(arr: np.ndarray, name: str = "--images") -> np.ndarray:
     if arr.dtype.kind == "b":
         raise InputError(f"{name}: dtype bool is not allowed for images; expected real or complex numbers")
     if arr.ndim != 3:
-        raise InputError(f"{name}: expected a 3-D image stack of shape (H, W, L), got shape {arr.shape}")
+        raise InputError(
+            f"{name}: expected a 3-D image stack of shape (H, W, L) or a 4-D volume (H, W, D, L), got shape {arr.shape}"
+        )
     if min(arr.shape) < 1:
         raise InputError(f"{name}: empty image stack, shape {arr.shape}")
     check_finite(arr, name)
     return arr.astype(np.complex64 if arr.dtype.kind == "c" else np.float64, copy=False)
+
+
+def as_image_volume(arr: np.ndarray, name: str = "--images") -> np.ndarray:
+    """Check a volume of shape (H, W, D, L) -- D slices of (H, W, L) image series -- without reading it.
+
+    Numeric (not bool) dtype, 4-D, no empty axis. The values are not read here (the array may be
+    a memory map of a file larger than memory): their finiteness is checked slab by slab while
+    mapping (:func:`mrfbook.analysis.volumes.map_volume`). Returned unchanged, dtype as stored.
+    """
+    check_numeric(arr, name)
+    if arr.dtype.kind == "b":
+        raise InputError(f"{name}: dtype bool is not allowed for images; expected real or complex numbers")
+    if arr.ndim != 4:
+        raise InputError(f"{name}: expected a 4-D volume of shape (H, W, D, L), got shape {arr.shape}")
+    if min(arr.shape) < 1:
+        raise InputError(f"{name}: empty volume, shape {arr.shape}")
+    return arr
+
+
+def as_volume_mask(arr: np.ndarray, shape: tuple[int, int, int], name: str = "--mask") -> np.ndarray:
+    """Check a pixel mask of a volume (H, W, D): one (H, W) mask for every slice or an (H, W, D) one, 0/1 or bool."""
+    height, width, depth = shape
+    if arr.shape not in ((height, width), (height, width, depth)):
+        raise InputError(
+            f"{name}: shape {arr.shape} does not match the volume; expected (H, W) = {(height, width)} "
+            f"(every slice) or (H, W, D) = {tuple(shape)}"
+        )
+    mask = _as_bool(np.asarray(arr), name)
+    if not mask.any():
+        raise InputError(f"{name}: the mask selects no pixel; at least one value must be 1/True")
+    return mask
 
 
 def as_kspace_lhw(arr: np.ndarray, layout: str, name: str = "--kspace") -> np.ndarray:

@@ -4,7 +4,8 @@ Writes a model file (``--output MODEL.keras`` + its sidecar) and/or a full run f
 (``--run-dir DIR``: weights, log, history, configuration and provenance, see
 :func:`mrfbook.nn.runs.write_run_folder`), optionally with the accuracy on the paper's
 shifted test grid (``--test-grid``). ``scripts/train_full.py`` is this command on the paper's
-dictionary.
+dictionary. ``--data-parallel`` spreads each batch over every device present (JAX backend only,
+:mod:`mrfbook.nn.distribution`); ``--mixed-precision`` computes in 16-bit floats.
 
 Explained in book/cli.md; the training itself in chapter 7, book/07_training.md.
 """
@@ -41,6 +42,7 @@ _OPTION_OF_FIELD = {
     "epochs": "--epochs",
     "validation_fraction": "--validation-fraction",
     "seed": "--seed",
+    "data_parallel": "--data-parallel",
 }
 
 
@@ -73,7 +75,8 @@ def _config_from_args(args: argparse.Namespace, n_timepoints: int):
 
     network = compact_config(n_timepoints) if args.compact else paper_config(n_timepoints)
     changes = {"network": network, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-               "fresh_tissues": args.fresh_tissues, "mixed_precision": args.mixed_precision}
+               "fresh_tissues": args.fresh_tissues, "mixed_precision": args.mixed_precision,
+               "data_parallel": args.data_parallel}
     if args.validation_fraction is not None:
         changes["validation_fraction"] = args.validation_fraction
     if args.learning_rate is not None:
@@ -88,6 +91,16 @@ def _config_from_args(args: argparse.Namespace, n_timepoints: int):
     except ValueError as exc:
         field = str(exc).split(" ", 1)[0]
         raise InputError(f"{_OPTION_OF_FIELD.get(field, 'train')}: {exc}") from exc
+
+
+def _data_parallel_note(config) -> str:
+    """``", data-parallel over 2 devices (cpu:0, cpu:1)"`` for a data-parallel run, else ``""``."""
+    if not config.data_parallel:
+        return ""
+    from mrfbook.nn.distribution import data_parallel_devices
+
+    devices = data_parallel_devices()
+    return f", data-parallel over {len(devices)} device{'s' if len(devices) > 1 else ''} ({', '.join(devices)})"
 
 
 def _check_args(args: argparse.Namespace) -> Path | None:
@@ -111,6 +124,13 @@ def _check_args(args: argparse.Namespace) -> Path | None:
         raise InputError(f"--init-from: file not found: {args.init_from}")
     if args.cache_dir is not None and args.cache_dir.exists() and not args.cache_dir.is_dir():
         raise InputError(f"--cache-dir: {args.cache_dir} exists and is not a folder")
+    if args.data_parallel:
+        from mrfbook.nn.distribution import check_data_parallel_backend
+
+        try:
+            check_data_parallel_backend(option="--data-parallel")
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
     return output
 
 
@@ -163,7 +183,8 @@ def _cmd_train(args: argparse.Namespace, say: Reporter) -> int:
 
     say(f"training the {'compact' if args.compact else 'paper'} network on {dictionary.n_atoms:,} signatures "
         f"of {dictionary.n_timepoints} time points: {config.epochs} epoch{'s' if config.epochs > 1 else ''}, "
-        f"batch {config.batch_size}" + (f", from {args.init_from}" if args.init_from is not None else ""))
+        f"batch {config.batch_size}" + (f", from {args.init_from}" if args.init_from is not None else "")
+        + (", mixed precision" if config.mixed_precision else "") + _data_parallel_note(config))
     # Everything is written under temporary names beside the outputs and renamed into place only
     # when complete. Without a checkpoint folder, a run folder's log is kept here while training.
     staging_parent = (output.parent if output is not None else args.run_dir.parent)
@@ -181,6 +202,8 @@ def _cmd_train(args: argparse.Namespace, say: Reporter) -> int:
         except ValueError as exc:
             if args.init_from is not None and "initial_model" in str(exc):
                 raise InputError(f"--init-from: {exc}") from exc
+            if args.data_parallel and ("data_parallel" in str(exc) or "batch_size" in str(exc)):
+                raise InputError(f"--data-parallel: {exc}") from exc
             raise
         train_seconds = training_clock.stop()
         if result.resumed_from_epoch:
@@ -268,6 +291,10 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="the compact network (mrfbook.nn.network.compact_config): ~20x fewer parameters, CPU-friendly")
     p.add_argument("--mixed-precision", action="store_true",
                    help="compute in float16 (GPU) / bfloat16 (CPU); weights stay float32")
+    p.add_argument("--data-parallel", action="store_true",
+                   help="data-parallel training over every device present (all GPUs, else the CPU devices) through "
+                   "keras.distribution.DataParallel: the same global --batch-size split evenly over the devices; "
+                   "needs KERAS_BACKEND=jax (TrainingConfig.data_parallel, mrfbook.nn.distribution)")
     p.add_argument("--max-atoms", type=positive(int, "--max-atoms"), default=None, metavar="N",
                    help="train (and test) on seeded random subsets of N atoms (quick runs and smoke tests)")
     p.add_argument("--init-from", type=Path, default=None, metavar="MODEL",

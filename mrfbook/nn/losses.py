@@ -12,8 +12,9 @@ Explained in chapter 7, book/07_training.md.
 
 from __future__ import annotations
 
-import keras
 from keras import ops
+
+from mrfbook.nn.backend import keras
 
 __all__ = ["rmse_loss", "ParameterRMSE", "CUSTOM_OBJECTS"]
 

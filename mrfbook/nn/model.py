@@ -283,7 +283,7 @@ def load_trained_model(path: str | os.PathLike, expected_sequence: Any = None, *
 
     Explained in chapter 7, book/07_training.md.
     """
-    import keras
+    from mrfbook.nn.backend import keras
 
     meta = read_model_metadata(path)
     from mrfbook.nn.losses import CUSTOM_OBJECTS  # the registered names compile configs record

@@ -18,8 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-import keras
-
+from mrfbook.nn.backend import keras
 from mrfbook.utils.checks import check_int
 
 __all__ = [

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import keras
 import numpy as np
 
+from mrfbook.nn.backend import keras
 from mrfbook.nn.losses import CUSTOM_OBJECTS
 from mrfbook.nn.model import load_trained_model, read_model_metadata
 from mrfbook.nn.network import NetworkConfig, paper_config, parameter_count

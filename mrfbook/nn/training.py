@@ -21,6 +21,13 @@ loop body every training in the library uses. A run interrupted after epoch n an
 from its checkpoint therefore continues with exactly the batches and learning rates the
 uninterrupted run would have used.
 
+Beyond one CPU (:mod:`mrfbook.nn.distribution`): ``TrainingConfig(data_parallel=True)`` runs the
+same loop under a ``keras.distribution.DataParallel`` over the devices present (JAX backend
+only; the same global batch, so the same SGD up to the order of floating-point sums), and
+``mixed_precision=True`` computes in bfloat16 (CPU) / float16 (GPU) with float32 weights. The
+loop, the checkpoints and the saved files are backend-neutral: a model trained and saved under
+JAX loads and predicts under TensorFlow, and the reverse (tests/test_backends.py).
+
 Explained in chapter 7, book/07_training.md.
 """
 
@@ -33,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
+from mrfbook.nn.backend import keras
 from mrfbook.nn.data import (
     check_snr_range,
     epoch_order,
@@ -43,6 +50,14 @@ from mrfbook.nn.data import (
     fresh_training_set,
     noisy_training_inputs,
     split_indices,
+)
+from mrfbook.nn.distribution import (
+    check_data_parallel_backend,
+    check_even_batches,
+    data_parallel_distribution,
+    distribution_record,
+    mixed_precision_policy,
+    training_scope,
 )
 from mrfbook.nn.inputs import prepare_training_data
 from mrfbook.nn.losses import CUSTOM_OBJECTS, ParameterRMSE, rmse_loss
@@ -69,6 +84,7 @@ __all__ = [
     "resolve_config",
     "new_or_continued_model",
     "fit_one_epoch",
+    "validation_batch_size",
     "train",
 ]
 
@@ -101,7 +117,10 @@ class TrainingConfig:
     seed : int
         Seeds weight initialisation, the split and the per-epoch batch order.
     mixed_precision : bool
-        Compute in bfloat16 (CPU) / float16 with loss scaling (GPU); weights stay float32.
+        Compute the hidden layers in bfloat16 (CPU) / float16 with loss scaling (GPU); weights,
+        optimizer state and the output layer stay float32, so the model's raw outputs are float32
+        and :meth:`mrfbook.nn.model.TrainedModel.predict` still returns float64 ms (see
+        :func:`mrfbook.nn.distribution.mixed_precision_policy`). Works under TensorFlow and JAX.
     jit_compile : bool or "auto"
         Passed to ``model.compile`` (XLA for TF/JAX; "auto" lets Keras decide).
     noise_snr_db : (float, float) or None
@@ -130,6 +149,15 @@ class TrainingConfig:
         stays the held-out atoms. Removes the grid rows a network otherwise never sees
         between (chapter 7). Needs a (T1, T2) dictionary of a FispSequence (no B1). Left out
         of :meth:`to_dict` when False.
+    data_parallel : bool
+        Not in the paper (default False: one device). True: train under a
+        ``keras.distribution.DataParallel`` over every device Keras lists (all GPUs, or the CPU
+        devices), each step's ``batch_size`` rows split evenly over them and the gradients summed:
+        the same SGD as on one device up to floating-point summation order
+        (:mod:`mrfbook.nn.distribution`). Needs the JAX backend (:func:`train` raises ValueError
+        naming ``data_parallel`` under another) and batches that split evenly over the devices.
+        It changes where the steps run, not what they compute, so it is left out of the
+        checkpoint key (a run may resume with or without it) and out of :meth:`to_dict` when False.
 
     Explained in chapter 7, book/07_training.md; noise augmentation in chapter 10,
     book/10_beyond.md.
@@ -149,6 +177,7 @@ class TrainingConfig:
     jit_compile: bool | str = "auto"
     noise_snr_db: tuple[float, float] | None = None
     fresh_tissues: bool = False
+    data_parallel: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, NetworkConfig):
@@ -171,6 +200,9 @@ class TrainingConfig:
             object.__setattr__(self, "noise_snr_db", check_snr_range(self.noise_snr_db))
         if not isinstance(self.fresh_tissues, bool):
             raise ValueError(f"fresh_tissues must be True or False, got {self.fresh_tissues!r}")
+        for name in ("mixed_precision", "data_parallel"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     @classmethod
     def paper_exact(cls, **changes: Any) -> "TrainingConfig":
@@ -183,9 +215,11 @@ class TrainingConfig:
         return float(max(lr, self.min_learning_rate))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict; ``noise_snr_db`` and ``fresh_tissues`` appear only when set (see the class docstring)."""
+        """Plain JSON-able dict; ``noise_snr_db``, ``fresh_tissues`` and ``data_parallel`` appear only when set."""
         d = dataclasses.asdict(self)
         d["network"] = self.network.to_dict()
+        if not self.data_parallel:
+            del d["data_parallel"]
         if not self.fresh_tissues:
             del d["fresh_tissues"]
         if self.noise_snr_db is None:
@@ -387,6 +421,11 @@ def resolve_config(dictionary: Any, config: TrainingConfig | None) -> TrainingCo
     return config
 
 
+def validation_batch_size(batch_size: int) -> int:
+    """Rows per validation batch: ``max(batch_size, 1024)`` (validation needs no gradients, so larger batches)."""
+    return max(int(batch_size), 1024)
+
+
 def _compile(model: keras.Model, config: TrainingConfig, scaling: LabelScaling, gpu: bool) -> None:
     opt: Any = keras.optimizers.Adam(learning_rate=config.learning_rate)
     if config.mixed_precision and gpu:
@@ -423,9 +462,7 @@ def new_or_continued_model(
                 "train() wrote, with its Adam state, or reset_optimizer=True to fine-tune from its weights"
             )
         return model
-    policy = None
-    if config.mixed_precision:
-        policy = "mixed_float16" if is_gpu(info) else "mixed_bfloat16"
+    policy = mixed_precision_policy(is_gpu(info)) if config.mixed_precision else None
     model = build_from_config(config.network, dtype_policy=policy)
     _compile(model, config, scaling, is_gpu(info))
     return model
@@ -488,7 +525,7 @@ def fit_one_epoch(
     model.optimizer.learning_rate = learning_rate
     extra: dict[str, Any] = {}
     if validation is not None:
-        extra = {"validation_data": validation, "validation_batch_size": max(int(batch_size), 1024)}
+        extra = {"validation_data": validation, "validation_batch_size": validation_batch_size(batch_size)}
     h = model.fit(x, y, batch_size=int(batch_size), epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
                   verbose=0, **extra)
     return {k: float(v[-1]) for k, v in h.history.items() if k != "learning_rate"}
@@ -571,6 +608,17 @@ def train(
     Returns
     -------
     TrainingResult
+        With ``config.data_parallel``, ``runtime["distribution"]`` records the devices
+        (``{"kind": "DataParallel", "devices": ["gpu:0", ...]}``); the run folder's
+        provenance carries it.
+
+    Raises
+    ------
+    ValueError
+        Besides the checks above: ``config.data_parallel`` under a backend other than JAX
+        (naming ``data_parallel``), or batches that do not split evenly over the devices
+        (naming ``batch_size`` or the split, see
+        :func:`mrfbook.nn.distribution.check_even_batches`).
 
     Explained in chapter 7, book/07_training.md.
     """
@@ -578,11 +626,22 @@ def train(
     config = resolve_config(dictionary, config)
     if reset_optimizer and initial_model is None:
         raise ValueError("reset_optimizer=True needs an initial_model whose weights the run starts from")
+    if config.data_parallel:
+        check_data_parallel_backend()
     data = TrainingData.build(dictionary, config)
+    distribution = None
+    if config.data_parallel:
+        distribution = data_parallel_distribution()
+        check_even_batches(distribution.device_mesh.devices.size, batch_size=config.batch_size,
+                           n_train=len(data.x_train), n_val=len(data.x_val),
+                           validation_batch_size=validation_batch_size(config.batch_size))
     seq_dict, seq_digest = _sequence_info(dictionary)
     info = runtime_info()
+    if distribution is not None:
+        info["distribution"] = distribution_record(distribution)
     run_key = {
-        "config": {k: v for k, v in config.to_dict().items() if k != "epochs"},
+        # where the steps run (data_parallel) is not part of what the run computes: resumable either way
+        "config": {k: v for k, v in config.to_dict().items() if k not in ("epochs", "data_parallel")},
         "sequence_digest": seq_digest,
         "n_atoms": data.n_atoms,
         "label_scaling": data.label_scaling.to_dict(),
@@ -596,26 +655,28 @@ def train(
     run = RunFiles(checkpoint_dir, log_path, run_key, sequence=seq_dict, runtime=info,
                    log_fields={"n_train": len(data.x_train), "n_val": len(data.x_val)})
 
-    resumed = run.resume()
-    if resumed is not None:
-        model, history, start_epoch = resumed
-    else:
-        model = new_or_continued_model(config, data.label_scaling, info, initial_model, reset_optimizer)
-        history, start_epoch = {}, 0
     # a continuation draws the batch orders (and noise, tissues) of the epochs after the initial model's
     epoch_offset = int((start_info or {}).get("epochs_completed") or 0)
-    bar = _EpochBar(start_epoch, config.epochs, progress)
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            lr = config.learning_rate_at(epoch)
-            with Stopwatch() as epoch_clock:
-                x_epoch, y_epoch = data.epoch_inputs(config, epoch + epoch_offset)
-                record = fit_one_epoch(model, x_epoch, y_epoch, data.validation, config.batch_size, lr, epoch=epoch)
-            record.update(lr=lr, seconds=epoch_clock.seconds)
-            run.after_epoch(epoch, record, model, history)
-            bar.update(record)
-    finally:
-        bar.close()
+    with training_scope(distribution):  # variables built (or loaded) and trained on every device
+        resumed = run.resume()
+        if resumed is not None:
+            model, history, start_epoch = resumed
+        else:
+            model = new_or_continued_model(config, data.label_scaling, info, initial_model, reset_optimizer)
+            history, start_epoch = {}, 0
+        bar = _EpochBar(start_epoch, config.epochs, progress)
+        try:
+            for epoch in range(start_epoch, config.epochs):
+                lr = config.learning_rate_at(epoch)
+                with Stopwatch() as epoch_clock:
+                    x_epoch, y_epoch = data.epoch_inputs(config, epoch + epoch_offset)
+                    record = fit_one_epoch(model, x_epoch, y_epoch, data.validation, config.batch_size, lr,
+                                           epoch=epoch)
+                record.update(lr=lr, seconds=epoch_clock.seconds)
+                run.after_epoch(epoch, record, model, history)
+                bar.update(record)
+        finally:
+            bar.close()
     return TrainingResult(
         model=model, history=history, config=config, label_scaling=data.label_scaling, sequence=seq_dict,
         sequence_digest=seq_digest, n_atoms=data.n_atoms, resumed_from_epoch=start_epoch, runtime=info,
