@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from mrfbook.physics.epg import simulate_fisp
 from mrfbook.physics.noise import add_noise
-from mrfbook.physics.phantom import TissueMaps
+from mrfbook.physics.phantom import Compartments, TissueMaps
 from mrfbook.physics.sequence import paper_sequence
 from mrfbook.recon.acquisition import UndersampledFourier, density_pdf, image_stack, variable_density_masks, zero_filled
 
@@ -75,6 +77,89 @@ def test_image_stack_rejects_bad_maps():
     pd[8, 8] = -1
     with pytest.raises(ValueError, match="pd"):
         image_stack(TissueMaps(t1_ms=maps.t1_ms, t2_ms=maps.t2_ms, pd=pd, tissue_mask=maps.tissue_mask), seq)
+
+
+def _mixed_maps(size=8):
+    """Two compartments: brain-like tissue everywhere in a disc, a short-T2 (0.3 ms, off the grid) rim."""
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    tissue = np.clip(size * 0.35 - r, 0.0, 1.0)
+    rim = np.clip(1.0 - np.abs(r - size * 0.4), 0.0, 1.0) * 0.5
+    weight = np.stack([tissue * 0.8, rim * 0.15])
+    t1 = np.stack([np.where(tissue > 0, 1200.0 + 10 * xx, 0.0), np.where(rim > 0, 250.0, 0.0)])
+    t2 = np.stack([np.where(tissue > 0, 80.0 + yy, 0.0), np.where(rim > 0, 0.3, 0.0)])
+    comp = Compartments(("tissue", "short T2"), weight, t1, t2)
+    ref_t1, ref_t2, pd = comp.reference_maps()
+    mask = weight.sum(axis=0) >= 0.4  # some weighted pixels lie outside the mask
+    ref_t1, ref_t2, pd = (np.where(mask, a, 0.0) for a in (ref_t1, ref_t2, pd))
+    return TissueMaps(ref_t1, ref_t2, pd, mask, compartments=comp)
+
+
+@pytest.mark.parametrize("with_b1", [False, True])
+def test_image_stack_with_compartments_is_the_weighted_sum_of_fingerprints(with_b1):
+    seq = paper_sequence(30)
+    maps = _mixed_maps()
+    c = maps.compartments
+    b1 = 0.8 + 0.05 * np.arange(64).reshape(8, 8) / 64 if with_b1 else None
+    x = image_stack(maps, seq, b1=b1)
+    assert x.shape == (8, 8, 30) and x.dtype == np.complex64 and np.all(x.imag == 0)
+    want = np.zeros((8, 8, 30))
+    for k in range(2):
+        for i, j in np.argwhere(c.weight[k] > 0):
+            sig = simulate_fisp(seq, [c.t1_ms[k, i, j]], [c.t2_ms[k, i, j]], None if b1 is None else [b1[i, j]])[0]
+            want[i, j] += c.weight[k, i, j] * sig
+    np.testing.assert_allclose(x.real, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+    mixed = (c.weight > 0).all(axis=0)
+    assert mixed.any() and np.all(x[mixed] != 0)
+    outside = ~maps.tissue_mask & (c.weight.sum(axis=0) > 0)
+    assert outside.any() and np.all(np.abs(x[outside]).sum(axis=1) > 0)  # the object does not end at the mask
+    assert np.all(x[c.weight.sum(axis=0) == 0] == 0)
+    # a mixed pixel is not the fingerprint of its reference (rate-mixed) values
+    i, j = np.argwhere(mixed & maps.tissue_mask)[0]
+    single = maps.pd[i, j] * simulate_fisp(seq, [maps.t1_ms[i, j]], [maps.t2_ms[i, j]],
+                                           None if b1 is None else [b1[i, j]])[0]
+    assert np.linalg.norm(x[i, j].real - single) > 0.1 * np.linalg.norm(single)
+
+
+def test_image_stack_without_compartments_ignores_the_attribute():
+    seq = paper_sequence(12)
+    maps = _toy_maps()
+    plain = SimpleNamespace(t1_ms=maps.t1_ms, t2_ms=maps.t2_ms, pd=maps.pd, tissue_mask=maps.tissue_mask)
+    np.testing.assert_array_equal(image_stack(plain, seq), image_stack(maps, seq))
+
+
+def test_image_stack_validates_compartments():
+    seq = paper_sequence(8)
+    maps = _mixed_maps()
+    c = maps.compartments
+
+    def with_comp(**kw):
+        fields = {"weight": c.weight, "t1_ms": c.t1_ms, "t2_ms": c.t2_ms} | kw
+        return TissueMaps(maps.t1_ms, maps.t2_ms, maps.pd, maps.tissue_mask, compartments=SimpleNamespace(**fields))
+
+    image_stack(with_comp(), seq)  # T2 = 0.3 ms, off the dictionary grid, is accepted
+    w = c.weight.copy()
+    w[0, 4, 4] = -0.1
+    with pytest.raises(ValueError, match="compartments.weight must be finite and >= 0"):
+        image_stack(with_comp(weight=w), seq)
+    t2 = c.t2_ms.copy()
+    t2[0, 4, 4] = 0.0
+    with pytest.raises(ValueError, match="compartments.t2_ms must be finite and > 0 ms wherever the weight is > 0"):
+        image_stack(with_comp(t2_ms=t2), seq)
+    t1 = c.t1_ms.copy()
+    t1[0, 4, 4] = np.nan
+    with pytest.raises(ValueError, match="compartments.t1_ms"):
+        image_stack(with_comp(t1_ms=t1), seq)
+    with pytest.raises(ValueError, match=r"compartments.t1_ms must be a \(K, H, W\) array"):
+        image_stack(with_comp(t1_ms=c.t1_ms[:, :4]), seq)
+    with pytest.raises(ValueError, match="compartments.t2_ms must have the weight's shape"):
+        image_stack(with_comp(t2_ms=c.t2_ms[:1]), seq)
+    with pytest.raises(ValueError, match="maps.compartments must have weight, t1_ms and t2_ms"):
+        image_stack(TissueMaps(maps.t1_ms, maps.t2_ms, maps.pd, maps.tissue_mask, compartments=object()), seq)
+    b1 = np.ones((8, 8))
+    b1[~maps.tissue_mask & (c.weight.sum(axis=0) > 0)] = 0.0
+    with pytest.raises(ValueError, match="b1 must be finite and > 0 inside the tissue mask and wherever a compartment"):
+        image_stack(maps, seq, b1=b1)
 
 
 # ---------------------------------------------------------------- masks

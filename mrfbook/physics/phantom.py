@@ -1,15 +1,34 @@
 """Numerical phantoms: maps of T1, T2 and proton density (PD) for simulation.
 
-Two phantoms are provided:
+Three phantoms are provided, and a registry (:data:`PHANTOMS`, :func:`phantom`) to loop over them:
 
-* :func:`brain_phantom` -- an axial slice of realistic anatomy built from the
-  MNI ICBM152 2009a (symmetric) grey- and white-matter probability templates and
-  the skull-stripped T1 template that ship inside the ``nilearn`` wheel (read
-  from the installed package, never downloaded). Tissue fractions are mixed into
-  per-pixel T1, T2 and PD, and a smooth, seeded, low-amplitude spatial variation
-  makes the values continuous so that they fall *between* dictionary grid points.
-* :func:`shepp_logan_phantom` -- the MR Shepp--Logan phantom with the 3 T tissue
-  values of Gach et al. (2008).
+* :func:`brain_phantom` -- the book's axial slice of realistic anatomy, built from the MNI ICBM152
+  2009a (symmetric) grey- and white-matter probability templates and the skull-stripped T1 template
+  that ship inside the ``nilearn`` wheel (read from the installed package, never downloaded), with a
+  thin short-T2 layer around the brain. A smooth, seeded, low-amplitude spatial variation makes the
+  values continuous so that they fall *between* dictionary grid points.
+* :func:`head_phantom` -- a second slice that nothing in the project was tuned on: another axial
+  level (through the temporal lobes), scalp fat, skull, a lesion, and tissue values from other
+  literature sources, some outside the dictionary's range.
+* :func:`shepp_logan_phantom` -- the MR Shepp--Logan phantom with the 3 T tissue values of Gach et
+  al. (2008), one tissue per pixel.
+
+Partial volume, as in a scan
+----------------------------
+A pixel of the two anatomical phantoms holds several tissues ("compartments", :class:`Compartments`):
+compartment ``k`` has a spin weight ``w_k`` (its volume fraction times its PD) and its own ``T1_k``,
+``T2_k``. The signal of the pixel is the PD-weighted *sum of the compartments' fingerprints*,
+``sum_k w_k * fingerprint(T1_k, T2_k)`` (slow exchange between compartments, what a voxel of a real
+scan holds); no dictionary atom equals it in general. A compartment may lie outside the dictionary's
+grid (T2 of bone below 1 ms, T2 of ventricular CSF above 2000 ms): the simulation handles any
+T1, T2 > 0. The maps ``t1_ms``, ``t2_ms``, ``pd`` of :class:`TissueMaps` stay the *reference* against
+which estimates are scored; for a mixed pixel they are the spin-weighted mix of relaxation *rates*::
+
+    PD = sum_k w_k        1/T1 = sum_k w_k / T1_k / PD        1/T2 = sum_k w_k / T2_k / PD
+
+A mixed pixel has no single true (T1, T2): the reference is a convention (the fast-exchange value),
+not a value any method could be expected to return exactly. ``brain_phantom(partial_volume="rates")``
+keeps the book's earlier model, in which the signal *is* the single fingerprint of these mixed values.
 
 Explained in chapter 4, book/04_matching.md.
 """
@@ -17,6 +36,7 @@ Explained in chapter 4, book/04_matching.md.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,10 +48,16 @@ from mrfbook.utils.checks import check_int
 
 __all__ = [
     "TissueMaps",
+    "Compartments",
     "BRAIN_TISSUES_3T",
+    "SHORT_T2_LAYER_3T",
+    "HEAD_TISSUES_3T",
     "SHEPP_LOGAN_TISSUES_3T",
+    "PHANTOMS",
     "brain_phantom",
+    "head_phantom",
     "shepp_logan_phantom",
+    "phantom",
     "mni152_data_dir",
 ]
 
@@ -45,6 +71,48 @@ BRAIN_TISSUES_3T: dict[str, dict[str, float]] = {
     "CSF": {"t1_ms": 4163.0, "t2_ms": 1650.0, "pd": 1.00},
     "grey matter": {"t1_ms": 1558.0, "t2_ms": 83.0, "pd": 0.80},
     "white matter": {"t1_ms": 830.0, "t2_ms": 75.0, "pd": 0.69},
+}
+
+#: The brain phantom's short-T2 layer: a 2-mm shell around the brain standing for the dura and the
+#: skull's inner table, the tissue a brain mask drawn on a real slice takes in at its edge. Its values
+#: are a stated modelling assumption, of the order of cortical bone's at 3 T: bone water has T2 of
+#: about 0.4 ms (its collagen-bound water; Manhard et al., Magn. Reson. Med. 71:2166-2171, 2014,
+#: PMC3899101), T1 of 134-246 ms (bound / total water, tibia in vivo; Chen et al., NMR Biomed. 2016,
+#: PMC5140772) and about 20-25 % water by volume (same). Its T2 lies below the dictionary grid (1 ms).
+SHORT_T2_LAYER_3T: dict[str, float] = {"t1_ms": 250.0, "t2_ms": 0.5, "pd": 0.10}
+
+#: Relaxation times at 3 T (ms) and relative PD of the second phantom (:func:`head_phantom`), from
+#: sources other than the book's:
+#:
+#: * grey and white matter: Stanisz et al., "T1, T2 relaxation and magnetization transfer in tissue
+#:   at 3T", Magn. Reson. Med. 54:507-512 (2005), Table 1 (in vitro, 37 C): WM 1084 / 69 ms,
+#:   GM 1820 / 99 ms.
+#: * CSF: "Quantification of T1 and T2 of subarachnoid CSF: implications for water exchange between
+#:   CSF and brain tissues", Magn. Reson. Med. (2024), PMC10696635 (3 T, in vivo): subarachnoid
+#:   4308.7 / 1885.5 ms ("CSF (surface)"), frontal horns of the lateral ventricles 4454.0 /
+#:   2372.9 ms ("CSF (deep)": its T2 lies above the dictionary grid's 1991 ms).
+#: * lesion: a solid brain tumour. de Blank et al., "Magnetic resonance fingerprinting to
+#:   characterize childhood and young adult brain tumors", Pediatr. Neurosurg. 54:310-318 (2019),
+#:   measured solid tumour T1 / T2 = 1444 / 61 ms against 938 / 38 ms in contralateral white matter
+#:   (MRF). MRF's absolute T2 there is far below other methods', so the lesion keeps their *ratios*
+#:   to white matter (1.54 and 1.61) applied to this table's white matter: 1669 / 111 ms.
+#: * bone (skull): bound-water T2 about 0.4 ms (Manhard et al. 2014, PMC3899101), below the
+#:   dictionary grid; T1 134 ms (bound water, tibia in vivo at 3 T; Chen et al. 2016, PMC5140772);
+#:   PD 0.22 (cortical bone is about 22 % water by volume, same source). All its water is given the
+#:   bound-water values (the minority pore water, T2 1 ms - 1 s, is left out).
+#: * fat (scalp): Gold et al., "Musculoskeletal MRI at 3.0 T: relaxation times and image contrast",
+#:   AJR 183:343-351 (2004), subcutaneous fat 382 / 68 ms.
+#:
+#: PD (CSF = 1): WM 0.70, GM 0.80 (typical water fractions), lesion 0.85 (more water than white
+#: matter), fat 0.90 (its proton density is close to water's) -- stated modelling assumptions.
+HEAD_TISSUES_3T: dict[str, dict[str, float]] = {
+    "CSF (surface)": {"t1_ms": 4308.7, "t2_ms": 1885.5, "pd": 1.00},
+    "CSF (deep)": {"t1_ms": 4454.0, "t2_ms": 2372.9, "pd": 1.00},
+    "grey matter": {"t1_ms": 1820.0, "t2_ms": 99.0, "pd": 0.80},
+    "white matter": {"t1_ms": 1084.0, "t2_ms": 69.0, "pd": 0.70},
+    "lesion": {"t1_ms": 1084.0 * 1444.0 / 938.0, "t2_ms": 69.0 * 61.0 / 38.0, "pd": 0.85},
+    "bone": {"t1_ms": 134.0, "t2_ms": 0.4, "pd": 0.22},
+    "fat": {"t1_ms": 382.0, "t2_ms": 68.0, "pd": 0.90},
 }
 
 #: MR Shepp--Logan tissues at 3 T: Gach, Tanase & Boada, "2D & 3D Shepp-Logan
@@ -65,6 +133,88 @@ _MIN_SIZE, _MAX_SIZE = 16, 1024
 _MNI_FOV = 233
 #: MNI voxel index of z = 0 mm in the 2009a templates shipped by nilearn.
 _MNI_Z0 = 72
+#: MNI grid: row r is y = _MNI_Y0 - r mm (anterior first), column c is x = c - _MNI_X0 mm.
+_MNI_Y0, _MNI_X0 = 98, 116
+#: Thickness of the brain phantom's short-T2 layer (mm, outside the template's brain mask).
+_LAYER_MM = 2.0
+#: Compartment fractions below this are dropped (round-off and the far tails of the resampling).
+_MIN_FRACTION = 1e-6
+#: The head phantom's axial level (MNI z, mm): temporal lobes, midbrain, orbitofrontal cortex.
+_HEAD_SLICE_MM = -20
+#: Head layers outside the intracranial outline (mm): subarachnoid CSF, skull, scalp fat.
+_HEAD_CSF_MM, _HEAD_SKULL_MM, _HEAD_SCALP_MM = 2.0, 6.0, 5.0
+#: The lesion: centre (MNI x, y in mm; right temporal lobe white matter), semi-axes (mm), angle (deg).
+_LESION = (44.0, -15.0, 8.0, 6.0, 30.0)
+#: CSF deeper than this (mm) inside the intracranial outline is "CSF (deep)" (ventricles, cisterns).
+_DEEP_CSF_MM = 10.0
+#: The head phantom's tissue mask: total tissue fraction >= this (the head, without the air).
+_HEAD_MASK_THRESHOLD = 0.5
+_PARTIAL_VOLUME = ("fingerprints", "rates")
+
+
+@dataclass
+class Compartments:
+    """The tissues ("compartments") that share each pixel of a phantom, with their own relaxation.
+
+    The signal of a pixel is ``sum_k weight[k] * fingerprint(t1_ms[k], t2_ms[k])`` (slow exchange):
+    :func:`mrfbook.recon.acquisition.image_stack` simulates exactly that. Values may lie outside any
+    dictionary's grid (e.g. T2 = 0.4 ms); only T1, T2 > 0 is required where the weight is positive.
+
+    Attributes
+    ----------
+    names : tuple of str
+        (K,) name of each compartment.
+    weight : numpy.ndarray
+        (K, H, W) float64 spin weight of each compartment, >= 0: its volume fraction times its
+        relative proton density (CSF about 1). The pixel's PD is the sum over compartments.
+    t1_ms, t2_ms : numpy.ndarray
+        (K, H, W) float64 relaxation times in ms of each compartment; 0 where its weight is 0.
+
+    Explained in chapter 4, book/04_matching.md.
+    """
+
+    names: tuple[str, ...]
+    weight: np.ndarray
+    t1_ms: np.ndarray
+    t2_ms: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.names = tuple(str(n) for n in self.names)
+        self.weight = np.asarray(self.weight, dtype=np.float64)
+        self.t1_ms = np.asarray(self.t1_ms, dtype=np.float64)
+        self.t2_ms = np.asarray(self.t2_ms, dtype=np.float64)
+        if self.weight.ndim != 3:
+            raise ValueError(f"Compartments.weight must be a (K, H, W) array, got shape {self.weight.shape}")
+        for name in ("t1_ms", "t2_ms"):
+            if getattr(self, name).shape != self.weight.shape:
+                raise ValueError(f"Compartments.{name} must have the weight's shape {self.weight.shape}, "
+                                 f"got {getattr(self, name).shape}")
+        if len(self.names) != self.weight.shape[0]:
+            raise ValueError(f"Compartments.names must name the K = {self.weight.shape[0]} compartments, "
+                             f"got {len(self.names)} names")
+
+    @property
+    def n_compartments(self) -> int:
+        """K, the number of compartments."""
+        return int(self.weight.shape[0])
+
+    def reference_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The spin-weighted rate mix of every pixel: (T1 ms, T2 ms, PD), each (H, W) float64.
+
+        ``PD = sum_k w_k``, ``1/T1 = sum_k w_k / T1_k / PD``, ``1/T2 = sum_k w_k / T2_k / PD``
+        (the fast-exchange value, a convention for a mixed pixel); all three are 0 where PD is 0.
+
+        Explained in chapter 4, book/04_matching.md.
+        """
+        w = self.weight
+        pd = w.sum(axis=0)
+        on = w > 0
+        r1 = np.sum(np.where(on, w / np.where(on, self.t1_ms, 1.0), 0.0), axis=0)
+        r2 = np.sum(np.where(on, w / np.where(on, self.t2_ms, 1.0), 0.0), axis=0)
+        has = pd > 0
+        t1 = np.where(has, pd / np.where(has, r1, 1.0), 0.0)
+        t2 = np.where(has, pd / np.where(has, r2, 1.0), 0.0)
+        return t1, t2, pd
 
 
 @dataclass
@@ -74,15 +224,23 @@ class TissueMaps:
     Attributes
     ----------
     t1_ms, t2_ms : numpy.ndarray
-        (H, W) float64, relaxation times in ms; 0 outside ``tissue_mask``.
+        (H, W) float64, relaxation times in ms; 0 outside ``tissue_mask``. With ``compartments``
+        these are the *reference* values (the spin-weighted rate mix, see
+        :meth:`Compartments.reference_maps`): a mixed pixel has no single true (T1, T2).
     pd : numpy.ndarray
-        (H, W) float64, relative proton density (CSF about 1); 0 outside the mask.
+        (H, W) float64, relative proton density (CSF about 1); 0 outside the mask. With
+        ``compartments``, the sum of their weights.
     tissue_mask : numpy.ndarray
-        (H, W) bool, True where there is tissue.
+        (H, W) bool, True where there is tissue: the pixels whose estimates are scored.
     labels : numpy.ndarray or None
         (H, W) int16 dominant tissue per pixel (0 = background); names in ``label_names``.
     label_names : tuple of str
         ``label_names[i]`` names label ``i``.
+    compartments : Compartments or None
+        The tissues that share each pixel; when set, the signal is the weighted sum of their
+        fingerprints (and may be non-zero outside ``tissue_mask``, where a little tissue lies
+        below the mask's threshold). None: one tissue per pixel, the signal is ``pd`` times the
+        fingerprint of (``t1_ms``, ``t2_ms``) inside the mask.
 
     Explained in chapter 4, book/04_matching.md.
     """
@@ -93,6 +251,7 @@ class TissueMaps:
     tissue_mask: np.ndarray
     labels: np.ndarray | None = None
     label_names: tuple[str, ...] = field(default_factory=tuple)
+    compartments: Compartments | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -156,6 +315,53 @@ def _resample(img: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _smooth_fields(rng: np.random.Generator, size: int) -> list[np.ndarray]:
+    """Three independent smooth random fields (sigma 12 mm, max |g| = 1) resampled to (size, size)."""
+    fields = []
+    for _ in range(3):
+        g = ndimage.gaussian_filter(rng.standard_normal((_MNI_FOV, _MNI_FOV)), sigma=12.0, mode="wrap")
+        g /= np.abs(g).max()
+        fields.append(_resample(g, size) if size != _MNI_FOV else g)
+    return fields
+
+
+def _check_real(name: str, value: float, low: float, high: float, *, open_low: bool = False) -> float:
+    """``value`` as float in [low, high] (or (low, high]), else ValueError naming ``name`` and the range."""
+    allowed = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}") from exc
+    if isinstance(value, bool) or not np.isfinite(number) or number > high or number < low or (open_low and number == low):
+        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
+    return number
+
+
+def _mixed_maps(names: tuple[str, ...], fractions: np.ndarray, tissues: list[dict[str, float]],
+                fields: list[np.ndarray], variation: float, mask_threshold: float) -> TissueMaps:
+    """TissueMaps with compartments from (K, H, W) volume fractions and the tissues' values.
+
+    Each compartment's T1, T2 and spin weight are scaled by ``1 + variation * field`` (the same
+    three fields for every compartment, so that a pure pixel is exactly as in the rate model); the
+    reference maps are the rate mix; the mask is ``sum of fractions >= mask_threshold``.
+    """
+    fr = np.where(fractions >= _MIN_FRACTION, fractions, 0.0)
+    on = fr > 0
+    t1_k = np.array([t["t1_ms"] for t in tissues])[:, None, None]
+    t2_k = np.array([t["t2_ms"] for t in tissues])[:, None, None]
+    pd_k = np.array([t["pd"] for t in tissues])[:, None, None]
+    a = float(variation)
+    weight = fr * pd_k * (1.0 + a * fields[2])
+    t1 = np.where(on, t1_k * (1.0 + a * fields[0]), 0.0)
+    t2 = np.where(on, t2_k * (1.0 + a * fields[1]), 0.0)
+    comp = Compartments(names, weight, t1, t2)
+    ref_t1, ref_t2, ref_pd = comp.reference_maps()
+    mask = (fr.sum(axis=0) >= float(mask_threshold)) & (ref_pd > 0)
+    ref_t1, ref_t2, ref_pd = (np.where(mask, m, 0.0) for m in (ref_t1, ref_t2, ref_pd))
+    labels = np.where(mask, 1 + np.argmax(fr, axis=0), 0).astype(np.int16)
+    return TissueMaps(ref_t1, ref_t2, ref_pd, mask, labels, ("background",) + tuple(names), comp)
+
+
 def brain_phantom(
     size: int = 128,
     *,
@@ -163,21 +369,41 @@ def brain_phantom(
     seed: int = 0,
     variation: float = 0.04,
     mask_threshold: float = 0.5,
+    partial_volume: str = "fingerprints",
 ) -> TissueMaps:
     """Axial brain slice with continuous T1, T2 and PD from the MNI ICBM152 2009a templates.
 
     Tissue fractions ``f_GM``, ``f_WM`` come from the probability templates;
     ``f_CSF = clip(brain_mask - f_GM - f_WM, 0, 1)`` with the brain mask of the
-    skull-stripped T1 template (threshold 0.2, ventricles filled). Partial volume
-    is mixed in rate space, weighting each tissue by its spins (fast-exchange limit)::
+    skull-stripped T1 template (threshold 0.2, ventricles filled). Tissue values:
+    :data:`BRAIN_TISSUES_3T`. A smooth random field ``g`` per quantity (Gaussian-filtered
+    white noise, sigma 12 mm, scaled to max |g| = 1, from ``seed``) scales T1, T2 and PD by
+    ``1 + variation * g(x, y)``, so values are continuous and fall between dictionary grid points.
+
+    ``partial_volume`` chooses how the tissues of a pixel make its signal:
+
+    * ``"fingerprints"`` (default; what a scan holds): every tissue is a compartment
+      (:class:`Compartments`) and the signal is the spin-weighted sum of their fingerprints.
+      The slice also gains a 2-mm short-T2 layer outside the brain mask
+      (:data:`SHORT_T2_LAYER_3T`: T2 0.5 ms, PD 0.10, below the dictionary grid), the dura and
+      inner table that a mask drawn on a real slice takes in at its edge; those edge pixels carry
+      little signal. ``t1_ms``, ``t2_ms``, ``pd`` are the reference maps (the rate mix below, with
+      the layer included); a mixed pixel has no single true (T1, T2). Labels: 1 CSF, 2 grey matter,
+      3 white matter, 4 short-T2 layer. Compartment fractions below 1e-6 (round-off) are dropped.
+    * ``"rates"`` (the book's earlier phantom, kept for comparison and for tests of exact
+      matching): no layer, and each pixel is one tissue whose values are its tissues' rates mixed
+      by their spins (fast-exchange limit), so every pixel is an exact single fingerprint::
 
         PD = sum_i f_i PD_i
         1/T1 = sum_i f_i PD_i / T1_i / PD      1/T2 = sum_i f_i PD_i / T2_i / PD
 
-    Then T1, T2 and PD are each multiplied by ``1 + variation * g(x, y)`` with an
-    independent smooth random field ``g`` (Gaussian-filtered white noise, sigma
-    12 mm, scaled to max |g| = 1, from ``seed``), so values are continuous and
-    fall between dictionary grid points. Tissue values: :data:`BRAIN_TISSUES_3T`.
+      Labels 1 CSF, 2 grey matter, 3 white matter; ``compartments`` is None.
+
+    Where the layer is absent the reference maps of the two models agree (the same mix of the same
+    values). At 128 x 128 the default mask holds 6,212 pixels: 282 are in it only thanks to the
+    layer (brain fraction below ``mask_threshold``), 278 hold at least 10 % of their spins in the
+    layer, 90 have a reference T2 below 1 ms, and with the paper's sequence 166 carry less than a
+    quarter of the median tissue pixel's signal (the rate model's mask: 5,930 pixels).
 
     Parameters
     ----------
@@ -191,49 +417,59 @@ def brain_phantom(
     variation : float
         Relative amplitude of the smooth variation, in [0, 0.2].
     mask_threshold : float
-        A pixel is tissue when its total tissue fraction is >= this, in (0, 1].
+        A pixel is tissue when its total tissue fraction (brain, plus the short-T2 layer with
+        ``"fingerprints"``) is >= this, in (0, 1].
+    partial_volume : {"fingerprints", "rates"}
+        The partial-volume model, see above.
 
     Returns
     -------
     TissueMaps
-        (size, size) maps; T1, T2 in ms, float64; zero outside ``tissue_mask``;
-        labels 0 background, 1 CSF, 2 grey matter, 3 white matter (dominant fraction).
+        (size, size) maps; T1, T2 in ms, float64; zero outside ``tissue_mask``; ``labels`` the
+        dominant tissue (0 background); ``compartments`` set with ``"fingerprints"``.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and its allowed range or values.
 
     Explained in chapter 4, book/04_matching.md.
     """
     size = check_int("size", size, _MIN_SIZE, _MAX_SIZE)
-    if not np.isfinite(slice_mm) or not -40.0 <= float(slice_mm) <= 60.0:
-        raise ValueError(f"slice_mm must be in [-40, 60] mm, got {slice_mm}")
-    if not np.isfinite(variation) or not 0.0 <= float(variation) <= 0.2:
-        raise ValueError(f"variation must be in [0, 0.2], got {variation}")
-    if not np.isfinite(mask_threshold) or not 0.0 < float(mask_threshold) <= 1.0:
-        raise ValueError(f"mask_threshold must be in (0, 1], got {mask_threshold}")
+    slice_mm = _check_real("slice_mm", slice_mm, -40.0, 60.0)
+    variation = _check_real("variation", variation, 0.0, 0.2)
+    mask_threshold = _check_real("mask_threshold", mask_threshold, 0.0, 1.0, open_low=True)
+    if partial_volume not in _PARTIAL_VOLUME:
+        raise ValueError(f"partial_volume must be 'fingerprints' or 'rates', got {partial_volume!r}")
+    seed = check_int("seed", seed, 0)
 
-    gm, wm, brain = _mni_slice(_MNI_Z0 + int(round(float(slice_mm))))
-    gm, wm, brain = (_resample(a, size) for a in (gm, wm, brain))
+    gm1, wm1, brain1 = _mni_slice(_MNI_Z0 + int(round(slice_mm)))
+    gm, wm, brain = (_resample(a, size) for a in (gm1, wm1, brain1))
     gm, wm = np.clip(gm, 0.0, 1.0), np.clip(wm, 0.0, 1.0)
     over = np.maximum(gm + wm, 1.0)  # templates can sum slightly above 1 after rounding
     gm, wm = gm / over, wm / over
     csf = np.clip(np.clip(brain, 0.0, 1.0) - gm - wm, 0.0, 1.0)
     fractions = np.stack([csf, gm, wm])  # (3, H, W)
-    total = fractions.sum(axis=0)
-    mask = total >= float(mask_threshold)
-
     names = ("CSF", "grey matter", "white matter")
     tis = [BRAIN_TISSUES_3T[n] for n in names]
+    fields = _smooth_fields(np.random.default_rng(seed), size)
+
+    if partial_volume == "fingerprints":
+        outside = ndimage.distance_transform_edt(brain1 <= 0.5)  # mm from the brain mask
+        layer = np.clip(_resample(((outside > 0) & (outside <= _LAYER_MM)).astype(np.float64), size), 0.0, 1.0)
+        layer = np.minimum(layer, 1.0 - fractions.sum(axis=0))  # resampling may overlap by round-off
+        fractions = np.concatenate([fractions, np.clip(layer, 0.0, 1.0)[None]])
+        return _mixed_maps(names + ("short-T2 layer",), fractions, tis + [SHORT_T2_LAYER_3T], fields,
+                           variation, mask_threshold)
+
+    total = fractions.sum(axis=0)
+    mask = total >= mask_threshold
     spins = np.stack([f * t["pd"] for f, t in zip(fractions, tis)])  # (3, H, W)
     pd = spins.sum(axis=0)
     safe = np.where(mask, pd, 1.0)
     r1 = sum(s / t["t1_ms"] for s, t in zip(spins, tis)) / safe
     r2 = sum(s / t["t2_ms"] for s, t in zip(spins, tis)) / safe
-
-    rng = np.random.default_rng(seed)
-    fields = []
-    for _ in range(3):
-        g = ndimage.gaussian_filter(rng.standard_normal((_MNI_FOV, _MNI_FOV)), sigma=12.0, mode="wrap")
-        g /= np.abs(g).max()
-        fields.append(_resample(g, size) if size != _MNI_FOV else g)
-    a = float(variation)
+    a = variation
     t1 = np.where(mask, (1.0 / np.where(mask, r1, 1.0)) * (1.0 + a * fields[0]), 0.0)
     t2 = np.where(mask, (1.0 / np.where(mask, r2, 1.0)) * (1.0 + a * fields[1]), 0.0)
     pd = np.where(mask, pd * (1.0 + a * fields[2]), 0.0)
@@ -242,6 +478,104 @@ def brain_phantom(
     if not (np.all(t1[mask] >= t2[mask]) and t1.max() <= 5000.0 and t2.max() <= 2000.0):
         raise RuntimeError("brain_phantom produced values outside the dictionary range")  # pragma: no cover
     return TissueMaps(t1, t2, pd, mask, labels, ("background",) + names)
+
+
+def _disk(radius_mm: float) -> np.ndarray:
+    r = int(np.ceil(radius_mm))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return (yy**2 + xx**2) <= radius_mm**2
+
+
+@lru_cache(maxsize=1)
+def _head_fractions_1mm() -> np.ndarray:
+    """(7, 233, 233) volume fractions of HEAD_TISSUES_3T's tissues on the 1-mm MNI grid (a partition)."""
+    gm, wm, brain = _mni_slice(_MNI_Z0 + _HEAD_SLICE_MM)
+    inside = brain > 0.5
+    over = np.maximum(gm + wm, 1.0)
+    gm, wm = np.where(inside, gm / over, 0.0), np.where(inside, wm / over, 0.0)
+    csf = np.where(inside, np.clip(1.0 - gm - wm, 0.0, 1.0), 0.0)
+    # Intracranial space: the brain outline closed with a 15-mm disc, which fills the notches
+    # between the lobes (sphenoid ridges, occipital crest: bone here).
+    pad = 20
+    closed = ndimage.binary_closing(np.pad(inside, pad), structure=_disk(15.0))
+    intracranial = ndimage.binary_fill_holes(closed)[pad:-pad, pad:-pad] | inside
+    depth = ndimage.distance_transform_edt(intracranial)  # mm inside the outline
+    out = ndimage.distance_transform_edt(~intracranial)  # mm outside it
+    deep = depth > _DEEP_CSF_MM
+    rim = (out > 0) & (out <= _HEAD_CSF_MM)
+    skull = ((out > _HEAD_CSF_MM) & (out <= _HEAD_CSF_MM + _HEAD_SKULL_MM)) | (intracranial & ~inside)
+    scalp = (out > _HEAD_CSF_MM + _HEAD_SKULL_MM) & (out <= _HEAD_CSF_MM + _HEAD_SKULL_MM + _HEAD_SCALP_MM)
+    x0, y0, ax, by, deg = _LESION
+    rows, cols = np.mgrid[:_MNI_FOV, :_MNI_FOV]
+    x, y = cols - _MNI_X0 - x0, (_MNI_Y0 - rows) - y0
+    th = np.deg2rad(deg)
+    u, v = x * np.cos(th) + y * np.sin(th), -x * np.sin(th) + y * np.cos(th)
+    lesion = ((u / ax) ** 2 + (v / by) ** 2 <= 1.0) & inside
+    keep = np.where(lesion, 0.0, 1.0)
+    # order of HEAD_TISSUES_3T: CSF (surface), CSF (deep), grey matter, white matter, lesion, bone, fat
+    return np.stack([csf * keep * ~deep + rim, csf * keep * deep, gm * keep, wm * keep,
+                     lesion.astype(np.float64), skull.astype(np.float64), scalp.astype(np.float64)])
+
+
+def head_phantom(size: int = 128, *, seed: int = 0, variation: float = 0.04) -> TissueMaps:
+    """A second head slice, built to hold what real scans hold, that nothing in the project was tuned on.
+
+    Anatomy: the MNI ICBM152 2009a templates (as :func:`brain_phantom`, from the nilearn wheel) at
+    another axial level, z = -20 mm (temporal lobes, midbrain, orbitofrontal cortex, top of the
+    cerebellum). Around the brain, layers built by distance from the intracranial outline (the
+    brain mask closed with a 15-mm disc, on the 1-mm grid): 2 mm of subarachnoid CSF, 6 mm of skull
+    (bone, which also fills the notches the closing adds: sphenoid ridges, occipital crest) and
+    5 mm of scalp fat. CSF of the brain mask lying more than 10 mm inside the outline (ventricles,
+    basal cisterns, deep sulci) is "CSF (deep)", the rest "CSF (surface)". A lesion (solid tumour, an ellipse
+    of 16 x 12 mm, 30 deg, centred at MNI x = 44, y = -15 mm in the right temporal lobe's white
+    matter) replaces the tissue it covers. Tissue values (other sources than the book's slice):
+    :data:`HEAD_TISSUES_3T`; bone's T2 (0.4 ms) lies below the dictionary grid and deep CSF's T2
+    (2373 ms) above it.
+
+    Partial volume is a PD-weighted sum of fingerprints (:class:`Compartments`); the maps
+    ``t1_ms``, ``t2_ms``, ``pd`` are the reference rate mix (see :mod:`mrfbook.physics.phantom`).
+    T1, T2 and PD of every compartment are scaled by ``1 + variation * g`` with three smooth random
+    fields ``g`` (sigma 12 mm, max |g| = 1) drawn from ``seed`` on a stream of its own. The tissue
+    mask is the head, as a user would outline it: every pixel whose total tissue fraction is >= 0.5,
+    skull included (it carries almost no signal); only the air around the head is left out.
+
+    At 128 x 128 the mask holds 7,420 pixels (the brain slice's: 6,212): 1,142 hold at least 10 %
+    of their spins in bone, 808 have a reference T2 below 1 ms and 40 above 1991 ms (pure deep
+    CSF), 112 hold some lesion, and with the paper's sequence 669 carry less than a quarter of the
+    median tissue pixel's signal.
+
+    Parameters
+    ----------
+    size : int
+        Matrix size, in [16, 1024]; the field of view is 233 mm square.
+    seed : int
+        Seed of the smooth variation (>= 0, deterministic).
+    variation : float
+        Relative amplitude of the smooth variation, in [0, 0.2].
+
+    Returns
+    -------
+    TissueMaps
+        (size, size) maps, T1/T2 in ms, float64, zero outside ``tissue_mask``; ``labels`` index
+        ``label_names`` (background, then the tissues of :data:`HEAD_TISSUES_3T` in order);
+        ``compartments`` holds the seven tissues.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter and its allowed range.
+
+    Explained in chapter 4, book/04_matching.md.
+    """
+    size = check_int("size", size, _MIN_SIZE, _MAX_SIZE)
+    seed = check_int("seed", seed, 0)
+    variation = _check_real("variation", variation, 0.0, 0.2)
+    fractions = np.stack([np.clip(_resample(f, size), 0.0, 1.0) for f in _head_fractions_1mm()])
+    fractions /= np.maximum(fractions.sum(axis=0), 1.0)  # round-off of the resampling
+    names = tuple(HEAD_TISSUES_3T)
+    fields = _smooth_fields(np.random.default_rng([seed, 2]), size)
+    return _mixed_maps(names, fractions, [HEAD_TISSUES_3T[n] for n in names], fields, variation,
+                       _HEAD_MASK_THRESHOLD)
 
 
 # Classic Shepp--Logan geometry (x0, y0, semi-axis a along x, semi-axis b along y,
@@ -298,3 +632,39 @@ def shepp_logan_phantom(size: int = 128) -> TissueMaps:
         t = SHEPP_LOGAN_TISSUES_3T[name]
         lut[i] = (t["t1_ms"], t["t2_ms"], t["pd"])
     return TissueMaps(lut[labels, 0], lut[labels, 1], lut[labels, 2], labels > 0, labels, names)
+
+
+#: The phantoms by name, each called as ``PHANTOMS[name](size)`` with its defaults: the book's
+#: brain slice, the second (head) slice that nothing was tuned on, and the MR Shepp--Logan phantom.
+PHANTOMS: dict[str, Callable[..., TissueMaps]] = {
+    "brain": brain_phantom,
+    "head": head_phantom,
+    "shepp-logan": shepp_logan_phantom,
+}
+
+
+def phantom(name: str, size: int = 128) -> TissueMaps:
+    """The phantom ``name`` of :data:`PHANTOMS` at ``size`` x ``size``, with its defaults.
+
+    Parameters
+    ----------
+    name : {"brain", "head", "shepp-logan"}
+        Which phantom.
+    size : int
+        Matrix size, in [16, 1024].
+
+    Returns
+    -------
+    TissueMaps
+        As returned by the phantom's function.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the allowed names) or a bad size.
+
+    Explained in chapter 4, book/04_matching.md.
+    """
+    if not isinstance(name, str) or name not in PHANTOMS:
+        raise ValueError(f"name must be one of {', '.join(repr(n) for n in PHANTOMS)}, got {name!r}")
+    return PHANTOMS[name](size)

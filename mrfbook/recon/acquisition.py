@@ -69,19 +69,30 @@ def image_stack(maps: Any, sequence: Any, *, b1: np.ndarray | None = None,
                 progress: bool = False) -> np.ndarray:
     """Fully sampled MRF image stack of a phantom: PD x EPG signature in every pixel.
 
-    Only the distinct (T1, T2[, B1]) combinations inside the tissue mask are simulated
-    (a phantom with a few tissue classes costs a few EPG runs, a continuous one at most
-    one run per pixel); pixels outside the mask are zero.
+    Without compartments (``maps.compartments`` absent or None) every tissue pixel holds one
+    tissue: its signal is ``pd`` times the fingerprint of its (``t1_ms``, ``t2_ms``), and pixels
+    outside the tissue mask are zero. With compartments
+    (:class:`mrfbook.physics.phantom.Compartments`, several tissues per pixel, slow exchange) the
+    signal is ``sum_k weight[k] * fingerprint(t1_ms[k], t2_ms[k])`` wherever a compartment has a
+    positive weight, inside the tissue mask or not (the mask is where estimates are scored, not
+    where the object ends); compartment values may lie outside any dictionary's grid (e.g.
+    T2 = 0.4 ms), only T1, T2 > 0 is required.
+
+    Only the distinct (T1, T2[, B1]) combinations are simulated (a phantom with a few tissue
+    classes costs a few EPG runs, a continuous one at most one run per pixel and compartment);
+    the compartments' weighted sum is accumulated in float64 and cast once.
 
     Parameters
     ----------
     maps : mrfbook.physics.phantom.TissueMaps
         Anything with ``t1_ms``, ``t2_ms`` (ms), ``pd`` (relative, >= 0) as (H, W) float
-        arrays and ``tissue_mask`` (H, W) bool.
+        arrays and ``tissue_mask`` (H, W) bool; optionally ``compartments`` with ``weight``,
+        ``t1_ms``, ``t2_ms`` as (K, H, W) float arrays.
     sequence : mrfbook.physics.sequence.FispSequence
         The FISP schedule (L time points).
     b1 : numpy.ndarray, optional
-        (H, W) relative transmit field (flip-angle scale, > 0 inside the mask); None = 1.
+        (H, W) relative transmit field (flip-angle scale, > 0 wherever signal is simulated); None = 1.
+        It scales the flip angles of every compartment of a pixel alike.
     progress : bool
         Show a tqdm bar during the EPG simulation.
 
@@ -96,19 +107,31 @@ def image_stack(maps: Any, sequence: Any, *, b1: np.ndarray | None = None,
     ------
     ValueError
         If the maps disagree in shape, are non-finite, or have T1 <= 0, T2 <= 0, PD < 0
-        or B1 <= 0 inside the tissue mask.
+        or B1 <= 0 inside the tissue mask; if the compartments disagree in shape with the maps,
+        are non-finite, have a negative weight, or T1 <= 0 or T2 <= 0 where their weight is positive.
+
+    Explained in chapter 5, book/05_undersampling.md.
     """
     from mrfbook.physics.epg import simulate_fisp
 
-    t1, t2, pd, mask = _check_maps(maps)
+    t1, t2, pd, mask, comp = _check_maps(maps)
+    if comp is not None:
+        weight, c_t1, c_t2 = comp
+        support = weight > 0  # (K, H, W)
+        where = mask | support.any(axis=0)
+    else:
+        where = mask
     if b1 is not None:
         b1 = np.asarray(b1, dtype=np.float64)
         if b1.shape != t1.shape:
             raise ValueError(f"b1 must have the maps' shape {t1.shape}, got {b1.shape}")
-        if not np.all(np.isfinite(b1[mask])) or np.any(b1[mask] <= 0):
-            raise ValueError("b1 must be finite and > 0 inside the tissue mask")
+        if not np.all(np.isfinite(b1[where])) or np.any(b1[where] <= 0):
+            raise ValueError("b1 must be finite and > 0 inside the tissue mask"
+                             + (" and wherever a compartment has weight" if comp is not None else ""))
     n_time = int(sequence.n_timepoints)
     out = np.zeros(t1.shape + (n_time,), dtype=np.complex64)
+    if comp is not None:
+        return _compartment_stack(out, weight, c_t1, c_t2, support, b1, sequence, progress)
     if not mask.any():
         return out
     columns = [t1[mask], t2[mask]] + ([b1[mask]] if b1 is not None else [])
@@ -125,7 +148,46 @@ def image_stack(maps: Any, sequence: Any, *, b1: np.ndarray | None = None,
     return out
 
 
-def _check_maps(maps: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _compartment_stack(out: np.ndarray, weight: np.ndarray, t1: np.ndarray, t2: np.ndarray,
+                       support: np.ndarray, b1: np.ndarray | None, sequence: Any,
+                       progress: bool) -> np.ndarray:
+    """Fill ``out`` (H, W, L) with sum_k weight_k * fingerprint(T1_k, T2_k[, B1]) over ``support``."""
+    from mrfbook.physics.epg import simulate_fisp
+
+    any_k = support.any(axis=0)
+    if not any_k.any():
+        return out
+    # position of every supported pixel in the (n_pixels, L) accumulator, row-major
+    index = np.full(any_k.shape, -1, dtype=np.int64)
+    index[any_k] = np.arange(int(any_k.sum()))
+    rows, params = [], []
+    for k in range(weight.shape[0]):
+        sel = support[k]
+        rows.append(index[sel])
+        params.append(np.stack([t1[k][sel], t2[k][sel]] + ([b1[sel]] if b1 is not None else []), axis=1))
+    allp = np.concatenate(params)
+    unique, inverse = np.unique(allp, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    n_time = out.shape[-1]
+    sig = np.asarray(simulate_fisp(sequence, unique[:, 0], unique[:, 1],
+                                   unique[:, 2] if b1 is not None else None, progress=progress))
+    if sig.shape != (unique.shape[0], n_time):
+        raise RuntimeError(f"simulate_fisp returned shape {sig.shape}, "
+                           f"expected {(unique.shape[0], n_time)}")
+    acc = np.zeros((int(any_k.sum()), n_time), dtype=np.float64)
+    start = 0
+    for k in range(weight.shape[0]):
+        n = rows[k].size
+        # each pixel appears at most once per compartment, so fancy-index += is exact
+        acc[rows[k]] += weight[k][support[k]][:, None] * sig[inverse[start:start + n]]
+        start += n
+    out[any_k] = acc.astype(np.complex64)
+    return out
+
+
+def _check_maps(maps: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                    tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """Validated (t1, t2, pd, mask, compartments) of a phantom; compartments (weight, t1, t2) or None."""
     try:
         t1 = np.asarray(maps.t1_ms, dtype=np.float64)
         t2 = np.asarray(maps.t2_ms, dtype=np.float64)
@@ -149,7 +211,34 @@ def _check_maps(maps: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
         raise ValueError("maps.t1_ms and maps.t2_ms must be > 0 ms inside the tissue mask")
     if np.any(pd[mask] < 0):
         raise ValueError("maps.pd must be >= 0 inside the tissue mask")
-    return t1, t2, pd, mask
+    return t1, t2, pd, mask, _check_compartments(getattr(maps, "compartments", None), t1.shape)
+
+
+def _check_compartments(comp: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(weight, t1, t2) as (K, H, W) float64 of ``maps.compartments``, validated; None if absent."""
+    if comp is None:
+        return None
+    try:
+        weight = np.asarray(comp.weight, dtype=np.float64)
+        c_t1 = np.asarray(comp.t1_ms, dtype=np.float64)
+        c_t2 = np.asarray(comp.t2_ms, dtype=np.float64)
+    except AttributeError as exc:
+        raise ValueError("maps.compartments must have weight, t1_ms and t2_ms attributes "
+                         "(mrfbook.physics.phantom.Compartments)") from exc
+    for name, arr in (("weight", weight), ("t1_ms", c_t1), ("t2_ms", c_t2)):
+        if arr.ndim != 3 or arr.shape[1:] != tuple(shape) or arr.shape[0] < 1:
+            raise ValueError(f"maps.compartments.{name} must be a (K, H, W) array with (H, W) = {tuple(shape)} "
+                             f"and K >= 1, got shape {arr.shape}")
+        if arr.shape != weight.shape:
+            raise ValueError(f"maps.compartments.{name} must have the weight's shape {weight.shape}, got {arr.shape}")
+    if not np.all(np.isfinite(weight)) or np.any(weight < 0):
+        raise ValueError("maps.compartments.weight must be finite and >= 0")
+    on = weight > 0
+    for name, arr in (("t1_ms", c_t1), ("t2_ms", c_t2)):
+        vals = arr[on]
+        if not np.all(np.isfinite(vals)) or np.any(vals <= 0):
+            raise ValueError(f"maps.compartments.{name} must be finite and > 0 ms wherever the weight is > 0")
+    return weight, c_t1, c_t2
 
 
 # ---------------------------------------------------------------------------
