@@ -5,7 +5,9 @@ The MRF data model of the paper (Song et al., ICASSP 2019, section 2) is
 frames) is Fourier transformed and only the k-space locations of that frame's mask are
 kept. This module builds each piece:
 
-* :func:`image_stack` -- the fully sampled stack ``X`` of a phantom (PD x EPG signature);
+* :func:`image_stack` -- the fully sampled stack ``X`` of a phantom: in every pixel the
+  spin-weighted sum of its compartments' EPG fingerprints (partial volume, slow exchange), or
+  PD x the fingerprint of its (T1, T2) for a phantom without compartments;
 * :func:`variable_density_masks` -- one seeded variable-density random Cartesian mask per
   frame (Lustig's polynomial density, as in the authors' code);
 * :class:`UndersampledFourier` -- the operator ``F_u``, its adjoint and ``F_u^H F_u``;
