@@ -10,6 +10,8 @@ NumPy, SciPy and numba only (no Keras, no plotting); imports only the bottom lay
 - :mod:`mrfbook.physics.dictionary` -- parameter grids, simulated atoms, look-up table, on-disk cache (chapter 3).
 - :mod:`mrfbook.physics.compression` -- SVD compression of the dictionary's time axis (chapter 3).
 - :mod:`mrfbook.physics.phantom` -- numerical T1/T2/PD phantoms (chapter 4).
+- :mod:`mrfbook.physics.reference` -- apparent single-compartment parameters, the reference a single-compartment
+  method can at best reach (chapter 4).
 - :mod:`mrfbook.physics.noise` -- noise at a stated SNR, one definition for images, k-space and fingerprints (chapter 5).
 
 Explained in chapter 2, book/02_simulation.md, and chapter 3, book/03_dictionary.md.
