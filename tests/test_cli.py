@@ -25,9 +25,11 @@ GRID = ["--t1-range", "50", "3000", "--t2-range", "10", "510", "--step", "50"]
 # Tissues on the grid above (T1 50:50:3000, T2 10:50:510): matching must recover them exactly.
 TISSUES = [(850.0, 60.0, 0.7), (1300.0, 110.0, 0.9), (400.0, 60.0, 1.0)]
 HAVE_TRAINING = importlib.util.find_spec("mrfbook.nn.training") is not None
-HAVE_LOWRANK = importlib.util.find_spec("mrfbook.recon.lowrank") is not None
+HAVE_WEIGHTS = importlib.util.find_spec("mrfbook.recon.weights") is not None
 HAVE_MATCHING = importlib.util.find_spec("mrfbook.recon.matching") is not None
 needs_matching = pytest.mark.skipif(not HAVE_MATCHING, reason="mrfbook.recon.matching not written yet")
+needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="mrfbook.recon.weights not written yet")
+MAP_OUTPUTS = {"t1.npy", "t2.npy", "pd.npy", "mask.npy", "resolvable.npy", "t1.png", "t2.png", "pd.png", "summary.json"}
 
 
 def run_cli(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -93,8 +95,7 @@ def data(tmp_path_factory) -> dict:
 
 
 def check_maps(out: Path, data: dict, *, t1_tol: float, t2_tol: float, pd_tol: float) -> None:
-    names = {"t1.npy", "t2.npy", "pd.npy", "mask.npy", "t1.png", "t2.png", "pd.png", "summary.json"}
-    assert names <= listing(out)
+    assert MAP_OUTPUTS <= listing(out)
     assert not [n for n in listing(out) if n.startswith(".")], "temporary files left behind"
     mask = data["mask"]
     for key, tol in (("t1", t1_tol), ("t2", t2_tol), ("pd", pd_tol)):
@@ -107,7 +108,13 @@ def check_maps(out: Path, data: dict, *, t1_tol: float, t2_tol: float, pd_tol: f
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sequence_digest"] == data["sequence"].digest
-    assert summary["n_pixels_mapped"] == int(mask.sum())
+    n = int(mask.sum())
+    assert summary["n_pixels_in_mask"] == summary["n_pixels_resolvable"] == summary["n_pixels_mapped"] == n
+    assert summary["n_pixels_not_resolvable"] == 0
+    np.testing.assert_array_equal(np.load(out / "resolvable.npy"), mask)
+    rule = summary["resolvability"]
+    assert rule["min_snr"] == 3.0 and rule["floor"] == pytest.approx(3.0 * rule["level"] * np.sqrt(L))
+    assert set(summary["seconds"]) == {"reading", "restoration", "mapping", "writing", "total"}
 
 
 # ------------------------------------------------------------------------------ help
@@ -216,35 +223,148 @@ def test_map_kspace_layouts_and_mat_files(data, layout, tmp_path):
     check_maps(tmp_path / "maps", data, t1_tol=1e-6, t2_tol=1e-6, pd_tol=1e-3)
 
 
-@needs_matching
-@pytest.mark.skipif(not HAVE_LOWRANK, reason="mrfbook.recon.lowrank not written yet")
-def test_map_undersampled_kspace_with_lowrank_restoration(data, tmp_path):
-    from mrfbook.physics.dictionary import Dictionary
+@pytest.fixture(scope="module")
+def undersampled(data) -> dict:
+    """The phantom's k-space at 50 % per frame (variable density), with its sampling masks, in one .npz."""
     from mrfbook.recon.acquisition import UndersampledFourier, variable_density_masks
-    from mrfbook.recon.lowrank import lowrank_restore
-    from mrfbook.recon.matching import match_signatures
 
     masks = variable_density_masks((SIZE, SIZE), L, sampling_ratio=0.5, seed=3)
     op = UndersampledFourier(masks)
     kspace = op.forward(data["images"])
-    np.savez(tmp_path / "scan.npz", kspace=kspace, sampling=masks)
-    result = run_cli("map", "--kspace", "scan.npz:kspace", "--kspace-layout", "LHW",
-                     "--sampling-mask", "scan.npz:sampling", "--restore", "lowrank", "--lam", "20",
-                     "--max-iter", "40", "--mask", data["dir"] / "mask.npy",
-                     "--dictionary", data["dir"] / "dict.npz", "--out", "maps", cwd=tmp_path)
+    np.savez(data["dir"] / "scan_u.npz", kspace=kspace, sampling=masks)
+    return {"kspace": kspace, "masks": masks, "op": op}
+
+
+@needs_matching
+@needs_weights
+def test_map_undersampled_kspace_at_the_defaults(data, undersampled, tmp_path):
+    """Undersampled k-space at the defaults: low-rank restoration with the weight chosen from the data."""
+    from mrfbook.physics.dictionary import Dictionary
+    from mrfbook.recon.matching import match_maps
+    from mrfbook.recon.weights import restore
+
+    result = run_cli("map", "--kspace", data["dir"] / "scan_u.npz:kspace", "--kspace-layout", "LHW",
+                     "--sampling-mask", data["dir"] / "scan_u.npz:sampling", "--mask", data["dir"] / "mask.npy",
+                     "--dictionary", data["dir"] / "dict.npz", "--max-iter", "40", "--out", "maps", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "low-rank" in result.stderr
+    assert "low-rank" in result.stderr and "hold-out" in result.stderr
+    out = tmp_path / "maps"
+    assert MAP_OUTPUTS <= listing(out)
+    summary = json.loads((out / "summary.json").read_text())
+    rec = summary["restoration"]
+    assert summary["restore"] == rec["method"] == "lowrank"
+    assert rec["weight_chosen_by"] == "k-space hold-out"
+    search = rec["weight_search"]
+    assert rec["weight"] in search["candidates"] and len(search["holdout_errors"]) == len(search["candidates"])
+    assert rec["weight"] == search["candidates"][int(np.argmin(search["holdout_errors"]))]
+    assert rec["iterations"] >= 1 and isinstance(rec["converged"], bool) and rec["error_level"] > 0
+    assert summary["resolvability"]["error_level"] == rec["error_level"]
+    assert summary["seconds"]["restoration"] > 0
+    # The command is a thin wrapper: the same restoration + matching in-process gives the same maps.
     mask = data["mask"]
-    t1 = np.load(tmp_path / "maps" / "t1.npy")[mask]
-    # The command is a thin wrapper: the same restoration + matching in-process gives the same map.
-    images = lowrank_restore(kspace, op, lam=20.0, max_iter=40).images
-    expected = match_signatures(images.reshape(-1, L)[mask.ravel()], Dictionary.load(data["dir"] / "dict.npz"))
-    assert np.mean(t1 == expected.t1_ms) > 0.95
+    dictionary = Dictionary.load(data["dir"] / "dict.npz")
+    restored = restore(undersampled["kspace"], undersampled["op"], method="lowrank", lam="auto", max_iter=40)
+    assert restored.lam == rec["weight"] and restored.extra["error_level"] == pytest.approx(rec["error_level"])
+    expected = match_maps(restored.images, dictionary, mask=mask, error_level=restored.extra["error_level"])
+    t1 = np.load(out / "t1.npy")
+    assert np.mean(t1[mask] == expected.t1_ms[mask]) > 0.95
     # ... and the restoration helps: T1 is closer to the truth than after a zero-filled reconstruction.
-    zero_filled = match_signatures(op.adjoint(kspace).reshape(-1, L)[mask.ravel()],
-                                   Dictionary.load(data["dir"] / "dict.npz"))
-    error = np.abs(t1 - data["t1"][mask]).mean()
-    assert error < 0.7 * np.abs(zero_filled.t1_ms - data["t1"][mask]).mean()
+    op = undersampled["op"]
+    zero_filled = match_maps(op.adjoint(undersampled["kspace"]), dictionary, mask=mask, min_snr=0)
+    error = np.abs(t1[mask] - data["t1"][mask]).mean()
+    assert error < 0.7 * np.abs(zero_filled.t1_ms[mask] - data["t1"][mask]).mean()
+
+
+@needs_weights
+def test_help_states_the_restorations_iteration_cap(tmp_path):
+    from mrfbook.cli.map import RESTORATION_MAX_ITER
+    from mrfbook.recon.weights import DEFAULT_MAX_ITER
+
+    assert RESTORATION_MAX_ITER == DEFAULT_MAX_ITER
+
+
+@needs_matching
+@needs_weights
+def test_map_with_a_given_weight_and_flor(data, undersampled, tmp_path):
+    common = ["--kspace", data["dir"] / "scan_u.npz:kspace", "--kspace-layout", "LHW", "--sampling-mask",
+              data["dir"] / "scan_u.npz:sampling", "--mask", data["dir"] / "mask.npy", "--dictionary",
+              data["dir"] / "dict.npz", "-q"]
+    result = run_cli("map", *common, "--restore", "lowrank", "--lam", "20", "--max-iter", "30", "--out", "lr",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rec = json.loads((tmp_path / "lr" / "summary.json").read_text())["restoration"]
+    assert rec["weight"] == 20.0 and rec["weight_chosen_by"] == "given" and "weight_search" not in rec
+    assert rec["max_iter"] == 30 and rec["iterations"] <= 30
+    result = run_cli("map", *common, "--restore", "flor", "--max-iter", "10", "--out", "flor", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "flor" / "summary.json").read_text())
+    assert summary["restore"] == "flor" and summary["restoration"]["iterations"] <= 10
+    t1 = np.load(tmp_path / "flor" / "t1.npy")[data["mask"]]
+    assert np.median(np.abs(t1 - data["t1"][data["mask"]])) <= 100
+
+
+@needs_matching
+def test_one_mapping_path_for_every_input_form(data, tmp_path):
+    """Image stack, full k-space LHW and HWL, and k-space with an all-ones sampling mask: the same maps."""
+    folder = data["dir"]
+    np.save(tmp_path / "ones.npy", np.ones((SIZE, SIZE), dtype=np.uint8))
+    forms = {
+        "images": ["--images", folder / "images.npy"],
+        "lhw": ["--kspace", folder / "kspace_lhw.npy", "--kspace-layout", "LHW"],
+        "hwl": ["--kspace", folder / "kspace_hwl.npy", "--kspace-layout", "HWL"],
+        "ones": ["--kspace", folder / "kspace_lhw.npy", "--kspace-layout", "LHW", "--sampling-mask", "ones.npy",
+                 "--restore", "none"],
+    }
+    # without --mask: the background (0 in the stack, FFT round-off in k-space) must not become tissue
+    outs = {}
+    for name, args in forms.items():
+        result = run_cli("map", *args, "--dictionary", folder / "dict.npz", "--out", name, "-q", cwd=tmp_path)
+        assert result.returncode == 0, (name, result.stderr)
+        assert result.stderr == "", (name, result.stderr)  # -q; no mask given: background is no warning
+        outs[name] = {key: np.load(tmp_path / name / f"{key}.npy") for key in ("t1", "t2", "pd", "resolvable")}
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["restore"] == "none" and summary["restoration"] is None
+        assert summary["n_pixels_resolvable"] == int(data["mask"].sum())
+    reference = outs["images"]
+    np.testing.assert_array_equal(reference["resolvable"], data["mask"])
+    for name, maps in outs.items():
+        np.testing.assert_array_equal(maps["resolvable"], reference["resolvable"], err_msg=name)
+        np.testing.assert_array_equal(maps["t1"], reference["t1"], err_msg=name)  # the same atoms
+        np.testing.assert_array_equal(maps["t2"], reference["t2"], err_msg=name)
+        np.testing.assert_allclose(maps["pd"], reference["pd"], rtol=1e-5, atol=0, err_msg=name)  # float32 round-off
+
+
+@needs_matching
+def test_quiet_hides_progress_but_not_warnings(data, tmp_path):
+    every = np.ones((SIZE, SIZE), dtype=bool)  # a mask that claims the background too
+    np.save(tmp_path / "every.npy", every)
+    args = ["map", "--images", data["dir"] / "images.npy", "--mask", "every.npy", "--dictionary",
+            data["dir"] / "dict.npz"]
+    result = run_cli(*args, "--out", "maps", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    n_out = int((~data["mask"]).sum())
+    assert len(lines) == 1 and lines[0].startswith("mrfbook map: warning: ") and f"{n_out:,} of the" in lines[0]
+    resolvable = np.load(tmp_path / "maps" / "resolvable.npy")
+    np.testing.assert_array_equal(resolvable, data["mask"])
+    summary = json.loads((tmp_path / "maps" / "summary.json").read_text())
+    assert summary["n_pixels_in_mask"] == SIZE * SIZE and summary["n_pixels_not_resolvable"] == n_out
+    # --min-snr 0 keeps only the round-off guard: the background is exactly 0, still not resolvable
+    result = run_cli(*args, "--min-snr", "0", "--out", "loose", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    loose = json.loads((tmp_path / "loose" / "summary.json").read_text())
+    assert loose["resolvability"]["min_snr"] == 0 and loose["resolvability"]["floor"] == 0
+    assert loose["n_pixels_not_resolvable"] == n_out
+    # noise in the background: the rule leaves it out; with --min-snr 0 it is mapped as if it were tissue
+    rng = np.random.default_rng(0)
+    noisy = data["images"] + 0.01 * (rng.standard_normal(data["images"].shape)
+                                     + 1j * rng.standard_normal(data["images"].shape))
+    np.save(tmp_path / "noisy.npy", noisy.astype(np.complex64))
+    for min_snr, expected in (("3", data["mask"]), ("0", every)):
+        result = run_cli("map", "--images", "noisy.npy", "--dictionary", data["dir"] / "dict.npz",
+                         "--min-snr", min_snr, "--out", f"noisy{min_snr}", "-q", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        np.testing.assert_array_equal(np.load(tmp_path / f"noisy{min_snr}" / "resolvable.npy"), expected)
 
 
 def _bad_files(folder: Path, data: dict) -> None:
@@ -278,8 +398,25 @@ MAP_FAILURES = {
     "kspace without layout": (["--kspace", "kspace_hwl.npy"], "--kspace-layout: required"),
     "kspace wrong layout": (["--kspace", "kspace_hwl.npy", "--kspace-layout", "LHW"], "L = 16 time points"),
     "restore needs kspace": (["--images", "images.npy", "--restore", "lowrank"], "--restore"),
+    "flor needs kspace": (["--images", "images.npy", "--restore", "flor"], "--restore flor: restoration needs k-space"),
     "restore needs sampling mask": (["--kspace", "kspace_lhw.npy", "--kspace-layout", "LHW", "--restore", "lowrank"],
                                     "--sampling-mask: required"),
+    "unknown restoration": (["--images", "images.npy", "--restore", "wavelet"], "invalid choice: 'wavelet'"),
+    "negative weight": (["--kspace", "kspace_lhw.npy", "--kspace-layout", "LHW", "--lam", "-1"],
+                        "--lam: must be 'auto' or a number >= 0"),
+    "weight not a number": (["--kspace", "kspace_lhw.npy", "--kspace-layout", "LHW", "--lam", "big"],
+                            "--lam: must be 'auto' or a number >= 0"),
+    "infinite weight": (["--kspace", "kspace_lhw.npy", "--kspace-layout", "LHW", "--lam", "inf"], "--lam: must be"),
+    "weight with images": (["--images", "images.npy", "--lam", "5"], "--lam: only used to restore k-space"),
+    "weight without restoration": (["--kspace", "kspace_lhw.npy", "--kspace-layout", "LHW", "--lam", "5"],
+                                   "--lam: only used with a restoration, and the k-space is fully sampled"),
+    "zero iterations": (["--kspace", "kspace_lhw.npy", "--kspace-layout", "LHW", "--max-iter", "0"],
+                        "--max-iter: must be an integer >= 1"),
+    "fractional iterations": (["--kspace", "kspace_lhw.npy", "--kspace-layout", "LHW", "--max-iter", "2.5"],
+                              "--max-iter: must be an integer >= 1"),
+    "negative min-snr": (["--images", "images.npy", "--min-snr", "-1"], "--min-snr: must be a number >= 0"),
+    "NaN min-snr": (["--images", "images.npy", "--min-snr", "nan"], "--min-snr: must be a number >= 0"),
+    "text min-snr": (["--images", "images.npy", "--min-snr", "high"], "--min-snr: must be a number >= 0"),
     "dictionary of another sequence": (["--images", "images.npy", "--sequence", "other.csv"],
                                        "another sequence: "),
     "no method": (["--images", "images.npy", "--dictionary", None], "one of the arguments --dictionary --model"),

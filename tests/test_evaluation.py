@@ -169,6 +169,37 @@ def test_map_scores_background_only_counts_for_the_authors_definition(phantom):
     assert np.isfinite(s["t1_paper_snr_db"])
 
 
+def test_map_scores_on_resolvable_pixels_leave_out_only_what_the_method_did_not_map(phantom):
+    m = phantom.tissue_mask
+    est_t1 = phantom.t1_ms.copy()
+    est_t1[1, 1] = 0.0  # one tissue pixel the method could not resolve: left at 0
+    resolvable = m.copy()
+    resolvable[1, 1] = False
+    s = ev.map_scores(ev.MethodMaps(est_t1, phantom.t2_ms.copy(), resolvable=resolvable, info={"lam": 1.5}), phantom)
+    assert (s["n_tissue"], s["n_resolvable"]) == (6, 5)
+    assert s["t1_rmse_resolvable_ms"] == 0.0 and s["t1_snr_resolvable_db"] == math.inf
+    assert s["t1_rmse_ms"] == pytest.approx(phantom.t1_ms[1, 1] / np.sqrt(6))  # the 0 counts over all tissue
+    assert s["lam"] == 1.5
+    none = ev.map_scores(ev.MethodMaps(est_t1, phantom.t2_ms.copy(), resolvable=np.zeros_like(m)), phantom)
+    assert none["n_resolvable"] == 0 and math.isnan(none["t1_snr_resolvable_db"])
+
+
+def test_authors_weight_follows_the_data_scale_and_the_phantoms_pd():
+    from mrfbook.recon.acquisition import UndersampledFourier, variable_density_masks
+    from mrfbook.recon.lowrank import data_scale
+
+    rng = np.random.default_rng(0)
+    op = UndersampledFourier(variable_density_masks((16, 16), 8, 0.3, seed=1))
+    k = op.forward((rng.standard_normal((16, 16, 8)) + 1j * rng.standard_normal((16, 16, 8))).astype(np.complex64))
+    lam = ev.authors_weight(k, op, pd_max=1.0)
+    assert lam == pytest.approx(5.0 / (117.0 * data_scale(k, op)), rel=1e-5)
+    # scaling the data and its PD together changes nothing: the weight is in the data's own units
+    assert ev.authors_weight(10 * k, op, pd_max=10.0) == pytest.approx(lam, rel=1e-5)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="pd_max"):
+            ev.authors_weight(k, op, pd_max=bad)
+
+
 def test_method_maps_total_is_restore_plus_map():
     assert ev.MethodMaps(np.zeros((1, 1)), np.zeros((1, 1)), restore_s=2.0, map_s=0.5).total_s == 2.5
 

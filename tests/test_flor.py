@@ -108,3 +108,16 @@ def test_bad_arguments(setup):
         flor_restore(y, op, dictionary, lam=-1)
     with pytest.raises(ValueError, match="n_iter"):
         flor_restore(y, op, dictionary, n_iter=0)
+
+
+def test_flor_engines_agree_and_warm_start(setup):
+    _, _, dictionary, op, y = setup
+    dense = flor_restore(y, op, dictionary, subspace_rank=6, engine="dense")
+    factored = flor_restore(y, op, dictionary, subspace_rank=6)
+    assert _nrmse(factored.images, dense.images) < 1e-4
+    np.testing.assert_allclose(factored.objective, dense.objective, rtol=1e-4)
+    solved = flor_restore(y, op, dictionary, subspace_rank=6, n_iter=400, tol=1e-6)
+    again = flor_restore(y, op, dictionary, subspace_rank=6, n_iter=30, tol=1e-4, x0=solved)
+    assert again.converged and again.n_iter <= 2
+    with pytest.raises(ValueError, match="engine"):
+        flor_restore(y, op, dictionary, engine="fast")

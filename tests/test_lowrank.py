@@ -9,6 +9,7 @@ from mrfbook.physics.phantom import brain_phantom
 from mrfbook.physics.sequence import paper_sequence
 from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
 from mrfbook.recon.lowrank import REFERENCE_SCALE, data_scale, lowrank_restore, svt
+from mrfbook.recon.solvers import sampled_rms
 
 SIZE, FRAMES = 32, 60
 
@@ -155,3 +156,55 @@ def test_bad_data_is_rejected(problem):
         lowrank_restore(bad, op)
     with pytest.raises(ValueError, match="op"):
         lowrank_restore(y, "not an operator")
+
+
+# ---------------------------------------------------------------- the two engines
+
+
+@pytest.mark.parametrize("pattern", ["lines", "points"])
+@pytest.mark.parametrize("fista", [False, True])
+def test_factored_engine_runs_the_same_iterates_as_the_dense_one(pattern, fista):
+    x = image_stack(brain_phantom(SIZE), paper_sequence(FRAMES))
+    op = UndersampledFourier(variable_density_masks((SIZE, SIZE), FRAMES, 0.25, seed=0, pattern=pattern))
+    y = op.forward(x)
+    # lam = 1 keeps early iterates above half rank: the factored engine's dense high-rank steps run too
+    kw = dict(lam=1.0, max_iter=40, tol=None, fista=fista)
+    dense = lowrank_restore(y, op, engine="dense", **kw)
+    factored = lowrank_restore(y, op, **kw)
+    assert factored.rank.max() > FRAMES // 2
+    assert _nrmse(factored.images, dense.images) < 1e-4
+    np.testing.assert_array_equal(factored.rank, dense.rank)
+    np.testing.assert_allclose(factored.objective, dense.objective, rtol=1e-4)
+    a, b = factored.extra["factors"]
+    assert a.shape == (FRAMES, factored.rank[-1]) and b.shape == (factored.rank[-1], SIZE, SIZE)
+
+
+def test_continuation_reaches_the_same_solution_faster(problem):
+    x, op, y = problem
+    plain = lowrank_restore(y, op, lam=0.5, fista=True, max_iter=1000, tol=1e-6)
+    cont = lowrank_restore(y, op, lam=0.5, fista=True, max_iter=1000, tol=1e-6, continuation=0.5)
+    assert cont.converged and plain.converged
+    assert _nrmse(cont.images, plain.images) < 1e-3
+    assert cont.rank[:20].max() < plain.rank[:20].max()  # the early iterates stay low rank
+
+
+def test_engine_arguments_are_checked(problem):
+    _, op, y = problem
+    with pytest.raises(ValueError, match="engine"):
+        lowrank_restore(y, op, engine="gpu")
+    with pytest.raises(ValueError, match="engine='dense'"):
+        lowrank_restore(y, op, svt_method="svd")
+    with pytest.raises(ValueError, match="continuation"):
+        lowrank_restore(y, op, continuation=1.5)
+    with pytest.raises(ValueError, match="continuation"):
+        lowrank_restore(y, op, continuation=0.5, engine="dense")
+
+
+def test_sampled_rms_is_the_data_misfit(problem):
+    x, op, y = problem
+    assert sampled_rms(x, y, op) < 1e-6  # the truth fits its own data
+    res = lowrank_restore(y, op, lam=5.0, max_iter=20, tol=None)
+    resid = (op.forward(res.images) - y)[op.masks]
+    expected = float(np.sqrt(np.mean(np.abs(resid) ** 2)))
+    assert np.isclose(sampled_rms(res, y, op), expected, rtol=1e-3)  # from its factors
+    assert np.isclose(sampled_rms(res.images, y, op), expected, rtol=1e-3)

@@ -20,13 +20,11 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from mrfbook.nn.inference import (  # noqa: E402
-    ZERO_TOL,
     network_maps,
     predict_maps,
     predict_parameters,
     resolve_sign,
     sign_reference,
-    signal_pixels,
 )
 from mrfbook.nn.model import (  # noqa: E402
     EMBEDDED_METADATA,
@@ -36,6 +34,7 @@ from mrfbook.nn.model import (  # noqa: E402
     save_trained_model,
 )
 from mrfbook.physics.epg import simulate_fisp  # noqa: E402
+from mrfbook.physics.noise import ZERO_TOL, resolvable, sequence_subspace  # noqa: E402
 from mrfbook.physics.sequence import paper_sequence  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,22 +99,44 @@ def phantom(sequence) -> dict:
 # ------------------------------------------------------------------------------ conventions
 
 
-def test_zero_tolerance_is_the_matchers():
-    from mrfbook.recon import matching
+def test_the_network_applies_the_one_resolvability_rule(random_net, phantom, sequence):
+    images = phantom["images"].copy()
+    mask = phantom["mask"]
+    rng = np.random.default_rng(1)
+    noise = 0.02 * (rng.standard_normal(images.shape) + 1j * rng.standard_normal(images.shape))
+    noisy = (images + noise).astype(np.complex64)  # background: noise only
+    result = network_maps(random_net, noisy, pd=False)
+    rule = resolvable(noisy.reshape(-1, L), sequence_subspace(sequence))
+    np.testing.assert_array_equal(result.resolvable.ravel(), rule.mask)
+    assert result.resolvability.noise_level == rule.noise_level
+    assert 0.025 < rule.noise_level < 0.032  # the noise added: 0.02 x sqrt(2) per complex sample
+    np.testing.assert_array_equal(result.resolvable, mask)  # tissue in, background noise out
+    assert result.n_resolvable == int(mask.sum()) and result.n_not_mapped == int((~mask).sum())
+    # min_snr = 0: only the round-off guard, the noise is mapped too
+    loose = network_maps(random_net, noisy, pd=False, min_snr=0)
+    assert loose.resolvable.all()
+    # an external error level above the tissue's signal leaves nothing to map
+    strict = network_maps(random_net, noisy, pd=False, error_level=10.0)
+    assert not strict.mapped.any() and np.all(strict.t1_ms == 0)
+    with pytest.raises(ValueError, match="min_snr"):
+        network_maps(random_net, noisy, min_snr=-1)
+    with pytest.raises(ValueError, match="error_level"):
+        network_maps(random_net, noisy, error_level=np.nan)
 
-    assert ZERO_TOL == matching.ZERO_TOL
-    x = np.zeros((4, L))
-    x[0, 0] = 1.0
-    x[1, 0] = 0.5 * ZERO_TOL   # round-off: no signal
-    x[2, 0] = 2.0 * ZERO_TOL   # faint but real
-    _, signal = signal_pixels(x)
-    np.testing.assert_array_equal(signal, [True, False, True, False])
+
+def test_round_off_guard(random_net):
+    x = np.zeros((1, 4, L))
+    x[0, 0, 0] = 1.0
+    x[0, 1, 0] = 0.5 * ZERO_TOL   # round-off: no signal
+    x[0, 2, 0] = 2.0 * ZERO_TOL   # faint but above the guard
+    result = network_maps(random_net, x, pd=False, min_snr=0)
+    np.testing.assert_array_equal(result.resolvable[0], [True, False, True, False])
 
 
 def test_phase_and_sign_do_not_change_t1_t2(random_net, phantom):
     images, mask = phantom["images"], phantom["mask"]
     ref = network_maps(random_net, images, mask, pd=False)
-    assert ref.mapped.sum() == mask.sum() and ref.n_without_signal == 0
+    assert ref.mapped.sum() == mask.sum() and ref.n_not_mapped == 0
     assert np.ptp(ref.t1_ms[mask]) > 0  # the random network does depend on its input
     for factor in (-1.0, np.exp(1.3j), np.exp(-2.9j), 1j, -3.0 * np.exp(0.2j)):
         other = network_maps(random_net, (images * factor).astype(np.complex64), mask, pd=False)
@@ -160,7 +181,7 @@ def test_round_off_is_not_tissue(random_net, phantom):
     images[~mask] = (1e-7 * tissue_norm * noise[~mask]).astype(np.complex64)  # FFT round-off level
     result = network_maps(random_net, images, pd=True)  # no mask: every pixel considered
     np.testing.assert_array_equal(result.mapped, mask)
-    assert result.n_without_signal == int((~mask).sum())
+    assert result.n_not_mapped == int((~mask).sum())
     for m in (result.t1_ms, result.t2_ms, result.pd):
         assert np.all(m[~mask] == 0) and np.all(np.isfinite(m))
     # The tissue maps do not change because of the background.
@@ -222,10 +243,44 @@ def test_cli_and_library_give_the_same_maps(random_net, phantom, tmp_path):
     for key, expected in (("t1", library.t1_ms), ("t2", library.t2_ms), ("pd", library.pd)):
         np.testing.assert_allclose(np.load(tmp_path / "maps" / f"{key}.npy"), expected, rtol=1e-6, atol=0)
     np.testing.assert_array_equal(library.mapped, mask)
+    np.testing.assert_array_equal(np.load(tmp_path / "maps" / "resolvable.npy"), library.resolvable)
     summary = json.loads((tmp_path / "maps" / "summary.json").read_text())
     assert summary["method"] == "network"
-    assert summary["n_pixels_without_signal"] == int((~mask).sum())
-    assert "carry no signal" in result.stderr + result.stdout
+    assert summary["n_pixels_not_resolvable"] == int((~mask).sum())
+    assert summary["resolvability"]["noise_level"] == library.resolvability.noise_level
+    assert "cannot be resolved" in result.stderr  # a progress line (no --mask given: not a warning)
+
+
+def test_one_mapping_path_for_every_input_form(random_net, phantom, tmp_path):
+    """A network maps an image stack and the same data as full k-space (LHW, HWL, all-ones mask) alike."""
+    from mrfbook.recon.acquisition import UndersampledFourier
+
+    images, mask = phantom["images"], phantom["mask"]
+    kspace = UndersampledFourier(np.ones((L, SIZE, SIZE), bool)).forward(images)
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "k_lhw.npy", kspace)
+    np.save(tmp_path / "k_hwl.npy", np.moveaxis(kspace, 0, -1))
+    np.save(tmp_path / "ones.npy", np.ones((L, SIZE, SIZE), bool))
+    np.save(tmp_path / "mask.npy", mask)
+    save_trained_model(random_net, tmp_path / "net.keras")
+    forms = {"images": ["--images", "images.npy"], "lhw": ["--kspace", "k_lhw.npy", "--kspace-layout", "LHW"],
+             "hwl": ["--kspace", "k_hwl.npy", "--kspace-layout", "HWL"],
+             "ones": ["--kspace", "k_lhw.npy", "--kspace-layout", "LHW", "--sampling-mask", "ones.npy"]}
+    outs = {}
+    for name, args in forms.items():
+        result = run_cli("map", *args, "--model", "net.keras", "--out", name, "-q", cwd=tmp_path)
+        assert result.returncode == 0, (name, result.stderr)
+        outs[name] = {k: np.load(tmp_path / name / f"{k}.npy") for k in ("t1", "t2", "pd", "resolvable")}
+    np.testing.assert_array_equal(outs["images"]["resolvable"], mask)
+    for name, maps in outs.items():
+        np.testing.assert_array_equal(maps["resolvable"], mask, err_msg=name)
+        for key in ("t1", "t2", "pd"):  # float32 round-off of the FFTs, through the network
+            np.testing.assert_allclose(maps[key], outs["images"][key], rtol=1e-4, atol=1e-3, err_msg=f"{name} {key}")
+    # FLOR restores in a dictionary's subspace: refused with a network, before any output
+    result = run_cli("map", "--kspace", "k_lhw.npy", "--kspace-layout", "LHW", "--sampling-mask", "ones.npy",
+                     "--restore", "flor", "--model", "net.keras", "--out", "refused", cwd=tmp_path)
+    assert result.returncode == 2 and "--restore flor: needs --dictionary" in result.stderr, result.stderr
+    assert not (tmp_path / "refused").exists()
 
 
 def test_cli_reads_the_sequence_from_the_model_file(random_net, phantom, tmp_path):

@@ -30,8 +30,8 @@ from mrfbook.nn.inference import predict_parameters
 from mrfbook.nn.runs import ShippedNetwork, network_configs
 from mrfbook.physics.dictionary import default_cache_dir
 from mrfbook.recon.acquisition import UndersampledFourier, image_stack, variable_density_masks, zero_filled
-from mrfbook.recon.flor import flor_maps, flor_restore
-from mrfbook.recon.lowrank import lowrank_restore
+from mrfbook.recon.flor import flor_maps
+from mrfbook.recon.lowrank import data_scale
 from mrfbook.recon.matching import brute_force_match, match_maps, match_signatures, search_index
 from mrfbook.utils.checks import check_int
 from mrfbook.utils.timing import Stopwatch
@@ -44,6 +44,11 @@ __all__ = [
     "full_sampling_maps",
     "UndersampledResult",
     "undersampled_maps",
+    "UndersampledSetting",
+    "SETTINGS",
+    "undersampled_settings",
+    "authors_weight",
+    "evaluation_phantoms",
     "map_scores",
     "storage_comparison",
     "inputs_signature",
@@ -54,7 +59,7 @@ __all__ = [
     "evaluate_on_dictionary",
 ]
 
-SUMMARY_FORMAT = "mrfbook-reproduction/1"
+SUMMARY_FORMAT = "mrfbook-reproduction/2"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,22 +176,31 @@ def synthetic_test(networks: Mapping[str, Any], dictionary: Any, test_dictionary
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class MethodMaps:
-    """T1/T2 maps of one method on a phantom, with its time cost.
+    """T1/T2 maps of one method on a phantom, with its time cost and the pixels it could resolve.
 
     Attributes
     ----------
     t1_ms, t2_ms : numpy.ndarray
-        (H, W) float64 maps in ms; 0 where the method gives no estimate (background, rejected pixels).
+        (H, W) float64 maps in ms; 0 where the method gives no estimate (background, pixels it
+        could not resolve or rejected).
     restore_s : float
-        Wall seconds of the image-stack restoration (0 when there is none).
+        Wall seconds of the image-stack restoration, weight search included (0 when there is none).
     map_s : float
         Wall seconds of the parameter mapping (matching or network) over the tissue pixels.
+    resolvable : numpy.ndarray or None
+        (H, W) bool, the tissue pixels the method mapped (the resolvability rule of
+        :mod:`mrfbook.physics.noise`, and for FLOR also its correlation threshold).
+    info : dict
+        Extras (``lam``, ``lam_rule``, ``iterations``, ``converged``, ``valid_fraction``).
+
+    Explained in chapter 8, book/08_evaluation.md.
     """
 
     t1_ms: np.ndarray
     t2_ms: np.ndarray
     restore_s: float = 0.0
     map_s: float = 0.0
+    resolvable: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -196,20 +210,26 @@ class MethodMaps:
 
 
 def _match(stack: np.ndarray, dictionary: Any, mask: np.ndarray, restore_s: float = 0.0, *,
-           flor: bool = False) -> MethodMaps:
+           flor: bool = False, error_level: float | None = None, info: dict | None = None) -> MethodMaps:
     search_index(dictionary)
     with Stopwatch() as sw:
-        pm = flor_maps(stack, dictionary, mask=mask) if flor else match_maps(stack, dictionary, mask=mask)
-    return MethodMaps(pm.t1_ms, pm.t2_ms, restore_s, sw.seconds, {"valid_fraction": float(pm.valid[mask].mean())})
+        if flor:
+            pm = flor_maps(stack, dictionary, mask=mask, error_level=error_level)
+        else:
+            pm = match_maps(stack, dictionary, mask=mask, error_level=error_level)
+    mapped = np.asarray(pm.valid) & mask
+    return MethodMaps(pm.t1_ms, pm.t2_ms, restore_s, sw.seconds, mapped,
+                      {**(info or {}), "valid_fraction": float(mapped[mask].mean())})
 
 
-def _network(stack: np.ndarray, model: Any, mask: np.ndarray, restore_s: float = 0.0) -> MethodMaps:
-    from mrfbook.nn.inference import predict_maps
+def _network(stack: np.ndarray, model: Any, mask: np.ndarray, restore_s: float = 0.0, *,
+             error_level: float | None = None, info: dict | None = None) -> MethodMaps:
+    from mrfbook.nn.inference import network_maps
 
     _warm_up(model, stack.shape[-1])
     with Stopwatch() as watch:
-        t1, t2 = predict_maps(model, stack, mask)
-    return MethodMaps(t1, t2, restore_s, watch.seconds)
+        nm = network_maps(model, stack, mask, pd=False, error_level=error_level)
+    return MethodMaps(nm.t1_ms, nm.t2_ms, restore_s, watch.seconds, np.asarray(nm.mapped) & mask, dict(info or {}))
 
 
 def full_sampling_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, MethodMaps]]:
@@ -241,6 +261,67 @@ def full_sampling_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any
     return stack, maps
 
 
+def evaluation_phantoms(sequence: Any, size: int = 128, names: tuple[str, ...] = ("brain", "head")) -> dict[str, Any]:
+    """The phantoms chapters 8 and 9 evaluate on, scored against their apparent maps.
+
+    Each phantom of :data:`mrfbook.physics.phantom.PHANTOMS` named in ``names`` is built at ``size``
+    and its reference maps are replaced by the apparent single-compartment parameters of its
+    noiseless signal under ``sequence`` (:func:`mrfbook.physics.reference.apparent_reference`): the
+    best a single-compartment method can reach, so that a score measures the method and not the
+    partial-volume convention. The compartments, and so the simulated signal, are unchanged.
+
+    Parameters
+    ----------
+    sequence : mrfbook.physics.sequence.FispSequence
+    size : int
+        Matrix size (see the phantoms).
+    names : tuple of str
+        Phantom names, the first is the book's main phantom.
+
+    Returns
+    -------
+    dict
+        ``{name: TissueMaps}`` in the order of ``names``.
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    from mrfbook.physics.phantom import phantom
+    from mrfbook.physics.reference import apparent_reference
+
+    return {name: apparent_reference(phantom(name, size), sequence) for name in names}
+
+
+#: The authors' weight (eq. 2) in the absolute units of their phantom, and that phantom's largest PD.
+AUTHORS_LAM = 5.0
+AUTHORS_PD_MAX = 117.0
+
+
+def authors_weight(kspace: np.ndarray, op: UndersampledFourier, pd_max: float) -> float:
+    """The authors' lambda = 5 translated into the normalised units of :mod:`mrfbook.recon.lowrank`.
+
+    Their phantom's PD reaches about 117 (absolute units) where the book's reaches about 1, so
+    their weight, applied to our data scaled to their PD, is ``5 / data_scale(kspace * 117 / pd_max)``.
+
+    Parameters
+    ----------
+    kspace : numpy.ndarray
+        (L, H, W) complex undersampled k-space of a phantom.
+    op : mrfbook.recon.acquisition.UndersampledFourier
+    pd_max : float
+        Largest PD of the phantom (> 0).
+
+    Returns
+    -------
+    float
+        The weight in normalised units (about 0.6 for the book's brain phantom).
+
+    Explained in chapter 5, book/05_undersampling.md.
+    """
+    if not (np.isfinite(pd_max) and pd_max > 0):
+        raise ValueError(f"pd_max must be a finite number > 0, got {pd_max!r}")
+    return float(AUTHORS_LAM / data_scale(kspace * np.float32(AUTHORS_PD_MAX / pd_max), op))
+
+
 @dataclass
 class UndersampledResult:
     """The 15 %-k-space experiment: restored stacks and the maps of every method.
@@ -248,8 +329,8 @@ class UndersampledResult:
     Attributes
     ----------
     truth, zero_filled, lowrank, flor : numpy.ndarray
-        (H, W, L) complex64 image stacks: fully sampled, zero-filled ``F_u^H Y``, low-rank (eq. 2,
-        FISTA) and FLOR restorations.
+        (H, W, L) complex64 image stacks: fully sampled, zero-filled ``F_u^H Y``, low-rank (eq. 2)
+        and FLOR restorations.
     maps : dict
         ``{method: MethodMaps}``: "zero-filled + matching" (Ma et al.), "FLOR" (its matching keeps a
         pixel only if the correlation exceeds 0.9), "low-rank + matching", and
@@ -257,6 +338,15 @@ class UndersampledResult:
     sampling_fraction : float
         Fraction of k-space actually sampled.
     lowrank_iterations, flor_iterations : int
+    lam_lowrank, lam_flor : float
+        Weights used (normalised units).
+    lam_rule : str
+        How they were set: "data-chosen" (k-space hold-out) or "authors'" (their lambda = 5 in
+        our units, :func:`authors_weight`).
+    pattern : str
+        "lines" or "points" (:func:`mrfbook.recon.acquisition.variable_density_masks`).
+
+    Explained in chapter 8, book/08_evaluation.md.
     """
 
     truth: np.ndarray
@@ -267,16 +357,29 @@ class UndersampledResult:
     sampling_fraction: float
     lowrank_iterations: int
     flor_iterations: int
+    lam_lowrank: float = float("nan")
+    lam_flor: float = float("nan")
+    lam_rule: str = ""
+    pattern: str = "lines"
+
+
+def _restore(kspace, op, method: str, lam, dictionary) -> tuple[Any, float]:
+    from mrfbook.recon.weights import restore
+
+    with Stopwatch() as sw:
+        result = restore(kspace, op, method=method, lam=lam, dictionary=dictionary, estimate_error=True)
+    return result, sw.seconds
 
 
 def undersampled_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any], *,
-                      sampling_ratio: float = 0.15, lam: float = 5.0, seed: int = 0,
-                      truth: np.ndarray | None = None) -> UndersampledResult:
+                      sampling_ratio: float = 0.15, lam: float | str = "auto", pattern: str = "lines",
+                      seed: int = 0, truth: np.ndarray | None = None) -> UndersampledResult:
     """The paper's Fig. 5 experiment: 15 % of k-space per frame, four reconstructions.
 
-    Variable-density Cartesian line masks (a new one per frame, ``seed``), noiseless k-space,
-    low-rank restoration by FISTA (``lam``, mu = 1, up to 300 iterations, tolerance 1e-4) and
-    FLOR as the authors ran it (30 iterations), each followed by matching or a network.
+    Variable-density Cartesian masks (a new one per frame, ``seed``), noiseless k-space, low-rank
+    restoration and FLOR (:func:`mrfbook.recon.weights.restore`), each followed by matching or a
+    network. Every method maps only the pixels it can resolve, with the restoration's hold-out
+    error as the error floor (:mod:`mrfbook.physics.noise`).
 
     Parameters
     ----------
@@ -286,8 +389,12 @@ def undersampled_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any]
         ``{name: TrainedModel}``.
     sampling_ratio : float
         Fraction of k-space per frame, in (0, 1].
-    lam : float
-        Nuclear-norm weight (normalised units of :mod:`mrfbook.recon.lowrank`), >= 0.
+    lam : "auto", "authors" or float
+        Weight of both restorations: chosen from the data by k-space hold-out ("auto"), the
+        authors' lambda = 5 in our units ("authors", :func:`authors_weight`), or a number >= 0
+        (normalised units of :mod:`mrfbook.recon.lowrank`).
+    pattern : {"lines", "points"}
+        Whole k-space lines (a realisable 2-D scan) or single points (the authors' code).
     seed : int
         Seed of the masks.
     truth : numpy.ndarray, optional
@@ -303,49 +410,123 @@ def undersampled_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any]
         truth = image_stack(phantom, dictionary.sequence)
     mask = phantom.tissue_mask
     h, w, n_t = truth.shape
-    masks = variable_density_masks((h, w), n_t, sampling_ratio, seed=seed)
+    masks = variable_density_masks((h, w), n_t, sampling_ratio, seed=seed, pattern=pattern)
     op = UndersampledFourier(masks)
     kspace = op.forward(truth)
     with Stopwatch() as sw:
         zf = zero_filled(kspace, op)
     zf_s = sw.seconds
-    lr = lowrank_restore(kspace, op, lam=lam, fista=True, max_iter=300, tol=1e-4)
-    fl = flor_restore(kspace, op, dictionary, lam=lam)
+    if isinstance(lam, str) and lam == "authors":
+        weight, rule = authors_weight(kspace, op, float(phantom.pd.max())), "authors'"
+    elif isinstance(lam, str):
+        weight, rule = lam, "data-chosen"
+    else:
+        weight, rule = float(lam), "given"
+    lr, lr_s = _restore(kspace, op, "lowrank", weight, None)
+    fl, fl_s = _restore(kspace, op, "flor", weight, dictionary)
+    lr_info = {"lam": lr.lam, "lam_rule": rule, "iterations": lr.n_iter, "converged": lr.converged}
+    fl_info = {"lam": fl.lam, "lam_rule": rule, "iterations": fl.n_iter, "converged": fl.converged}
+    lr_err, fl_err = lr.extra.get("error_level"), fl.extra.get("error_level")
     maps = {
         "zero-filled + matching": _match(zf, dictionary, mask, zf_s),
-        "FLOR": _match(fl.images, dictionary, mask, fl.elapsed_s, flor=True),
-        "low-rank + matching": _match(lr.images, dictionary, mask, lr.elapsed_s),
+        "FLOR": _match(fl.images, dictionary, mask, fl_s, flor=True, error_level=fl_err, info=fl_info),
+        "low-rank + matching": _match(lr.images, dictionary, mask, lr_s, error_level=lr_err, info=lr_info),
     }
     for name, model in networks.items():
-        maps[f"low-rank + {name}"] = _network(lr.images, model, mask, lr.elapsed_s)
+        maps[f"low-rank + {name}"] = _network(lr.images, model, mask, lr_s, error_level=lr_err, info=lr_info)
     return UndersampledResult(truth=truth, zero_filled=zf, lowrank=lr.images, flor=fl.images, maps=maps,
                               sampling_fraction=float(masks.mean()), lowrank_iterations=int(lr.n_iter),
-                              flor_iterations=int(fl.n_iter))
+                              flor_iterations=int(fl.n_iter), lam_lowrank=float(lr.lam), lam_flor=float(fl.lam),
+                              lam_rule=rule, pattern=pattern)
+
+
+@dataclass(frozen=True)
+class UndersampledSetting:
+    """One setting of the 15 % experiment: which phantom, which masks, which weight.
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+
+    phantom: str
+    pattern: str
+    lam: str
+
+    @property
+    def label(self) -> str:
+        """Words for tables, e.g. "brain, lines, data-chosen weight"."""
+        weight = {"auto": "data-chosen weight", "authors": "authors' weight"}.get(self.lam, f"lambda {self.lam}")
+        return f"{self.phantom}, {self.pattern}, {weight}"
+
+
+#: The 15 % experiment's settings of chapter 8: the first is the main one (the book's phantom, line
+#: masks, the weight chosen from the data); the others change one thing each, or the phantom.
+SETTINGS: tuple[UndersampledSetting, ...] = (
+    UndersampledSetting("brain", "lines", "auto"),
+    UndersampledSetting("brain", "points", "auto"),
+    UndersampledSetting("brain", "lines", "authors"),
+    UndersampledSetting("brain", "points", "authors"),
+    UndersampledSetting("head", "lines", "auto"),
+    UndersampledSetting("head", "points", "auto"),
+)
+
+
+def undersampled_settings(phantoms: Mapping[str, Any], dictionary: Any, networks: Mapping[str, Any],
+                          settings: tuple[UndersampledSetting, ...], *, sampling_ratio: float = 0.15,
+                          truths: Mapping[str, np.ndarray] | None = None) -> dict[UndersampledSetting, UndersampledResult]:
+    """Run :func:`undersampled_maps` for each setting (phantoms by name, stacks simulated once each).
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    stacks = dict(truths or {})
+    out = {}
+    for s in settings:
+        if s.phantom not in phantoms:
+            raise ValueError(f"settings: phantom {s.phantom!r} is not one of {sorted(phantoms)}")
+        if s.phantom not in stacks:
+            stacks[s.phantom] = image_stack(phantoms[s.phantom], dictionary.sequence)
+        out[s] = undersampled_maps(phantoms[s.phantom], dictionary, networks, sampling_ratio=sampling_ratio,
+                                   lam=s.lam, pattern=s.pattern, truth=stacks[s.phantom])
+    return out
 
 
 def map_scores(maps: MethodMaps, phantom: Any) -> dict[str, float]:
-    """Errors of a method's maps against the phantom.
+    """Errors of a method's maps against the phantom, in both conventions and on resolvable pixels.
 
     Returns
     -------
     dict
-        For ``p`` in t1, t2: ``p_rmse_ms`` and ``p_snr_db`` over the tissue mask (our definition:
-        reference RMS over RMSE, :func:`mrfbook.metrics.snr_db`), ``p_paper_snr_db`` and
-        ``p_paper_rmse_ms`` over all pixels with the estimate in the numerator (the authors' code,
-        :func:`mrfbook.metrics.paper_snr_db`); plus ``seconds`` (restoration + mapping).
+        For ``p`` in t1, t2:
+
+        - ``p_rmse_ms``, ``p_snr_db``: over every tissue pixel of the phantom (a pixel the method did
+          not map counts with its 0), our SNR (reference RMS over RMSE, :func:`mrfbook.metrics.snr_db`);
+        - ``p_rmse_resolvable_ms``, ``p_snr_resolvable_db``: over the tissue pixels the method mapped
+          (``maps.resolvable``; the tissue mask when it is None); ``n_resolvable`` counts them;
+        - ``p_paper_rmse_ms``, ``p_paper_snr_db``: the paper's convention (the authors' code): every
+          pixel of the image, estimates 0 outside the tissue, SNR with the estimate's RMS in the
+          numerator (:func:`mrfbook.metrics.paper_snr_db`);
+
+        plus ``n_tissue``, ``seconds`` (restoration + mapping), ``restore_s``, ``map_s``, and the
+        restoration's ``lam`` and ``iterations`` when it had one.
 
     Explained in chapter 8, book/08_evaluation.md.
     """
     mask = phantom.tissue_mask
-    out: dict[str, float] = {}
+    mapped = mask if maps.resolvable is None else (np.asarray(maps.resolvable) & mask)
+    out: dict[str, float] = {"n_tissue": int(mask.sum()), "n_resolvable": int(mapped.sum())}
     for key, est, ref in (("t1", maps.t1_ms, phantom.t1_ms), ("t2", maps.t2_ms, phantom.t2_ms)):
         out[f"{key}_rmse_ms"] = metrics.rmse(est, ref, mask)
         out[f"{key}_snr_db"] = metrics.snr_db(est, ref, mask)
+        nan = float("nan")
+        out[f"{key}_rmse_resolvable_ms"] = metrics.rmse(est, ref, mapped) if mapped.any() else nan
+        out[f"{key}_snr_resolvable_db"] = metrics.snr_db(est, ref, mapped) if mapped.any() else nan
         out[f"{key}_paper_snr_db"] = metrics.paper_snr_db(est, ref)
         out[f"{key}_paper_rmse_ms"] = metrics.rmse(est, ref)
     out["seconds"] = float(maps.total_s)
     out["restore_s"] = float(maps.restore_s)
     out["map_s"] = float(maps.map_s)
+    for key in ("lam", "iterations"):
+        if key in maps.info:
+            out[key] = float(maps.info[key])
     return out
 
 
@@ -437,13 +618,18 @@ def _plain(obj: Any) -> Any:
 
 
 def summarise_reproduction(*, signature: str, synthetic: SyntheticTest, full: Mapping[str, MethodMaps],
-              undersampled: UndersampledResult, phantom: Any, storage: list[dict[str, Any]],
-              network_info: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any]) -> dict[str, Any]:
+                           undersampled: UndersampledResult, phantom: Any, storage: list[dict[str, Any]],
+                           network_info: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any],
+                           settings: Mapping[UndersampledSetting, UndersampledResult] | None = None,
+                           phantoms: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """All of chapter 8's figures as one JSON-able dict (see chapter 9 for its use).
 
     Keys: ``format``, ``signature``, ``created`` (UTC time), ``machine``, ``networks`` (weights, MB on disk, training device
     and seconds per epoch from each model's log), ``synthetic`` (scores and seconds per method,
-    baseline), ``full_sampling`` and ``undersampled`` (:func:`map_scores` per method), ``storage``.
+    baseline), ``full_sampling`` and ``undersampled`` (:func:`map_scores` per method, the weights and
+    how they were set), ``settings`` (the 15 % experiment under each :class:`UndersampledSetting`:
+    phantom, masks, weight rule, weights and scores; ``phantoms`` maps the settings' phantom names
+    to their maps), ``storage``.
 
     Explained in chapter 8, book/08_evaluation.md.
     """
@@ -465,14 +651,25 @@ def summarise_reproduction(*, signature: str, synthetic: SyntheticTest, full: Ma
         },
         "full_sampling": {"n_tissue": int(phantom.tissue_mask.sum()),
                           "scores": {k: map_scores(v, phantom) for k, v in full.items()}},
-        "undersampled": {
-            "sampling_fraction": undersampled.sampling_fraction,
-            "lowrank_iterations": undersampled.lowrank_iterations,
-            "flor_iterations": undersampled.flor_iterations,
-            "scores": {k: map_scores(v, phantom) for k, v in undersampled.maps.items()},
-        },
+        "undersampled": _undersampled_summary(undersampled, phantom),
+        "settings": [{"phantom": k.phantom, "pattern": k.pattern, "lam": k.lam, "label": k.label,
+                      **_undersampled_summary(v, (phantoms or {})[k.phantom])}
+                     for k, v in (settings or {}).items()],
         "storage": storage,
     })
+
+
+def _undersampled_summary(result: UndersampledResult, phantom: Any) -> dict[str, Any]:
+    return {
+        "sampling_fraction": result.sampling_fraction,
+        "pattern": result.pattern,
+        "lam_rule": result.lam_rule,
+        "lam_lowrank": result.lam_lowrank,
+        "lam_flor": result.lam_flor,
+        "lowrank_iterations": result.lowrank_iterations,
+        "flor_iterations": result.flor_iterations,
+        "scores": {k: map_scores(v, phantom) for k, v in result.maps.items()},
+    }
 
 
 def summary_path(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -506,9 +703,11 @@ def load_summary(signature: str, path: str | os.PathLike | None = None) -> dict[
 
 
 def run_reproduction(networks: Mapping[str, ShippedNetwork], dictionary: Any, test_dictionary: Any,
-                     phantom: Any) -> dict[str, Any]:
+                     phantoms: Mapping[str, Any]) -> dict[str, Any]:
     """Run every experiment of chapter 8 in one call and return :func:`summarise_reproduction`'s dict.
 
+    ``phantoms`` maps names to :class:`mrfbook.physics.phantom.TissueMaps`; its "brain" entry is the
+    book's phantom of the full-sampling and main 15 % experiments, the :data:`SETTINGS` name the others.
     Chapter 9 calls it when chapter 8's saved summary is missing or stale.
 
     Explained in chapter 9, book/09_reproduction.md.
@@ -516,13 +715,16 @@ def run_reproduction(networks: Mapping[str, ShippedNetwork], dictionary: Any, te
     from mrfbook.nn.runs import runtime_info
 
     models = {k: v.model for k, v in networks.items()}
+    phantom = phantoms["brain"]
     synthetic = synthetic_test(models, dictionary, test_dictionary)
     stack, full = full_sampling_maps(phantom, dictionary, models)
-    under = undersampled_maps(phantom, dictionary, models, truth=stack)
+    settings = undersampled_settings(phantoms, dictionary, models, SETTINGS, truths={"brain": stack})
+    under = settings[SETTINGS[0]]
     storage = storage_comparison(dictionary.n_atoms, dictionary.n_timepoints, network_configs(networks))
     return summarise_reproduction(signature=inputs_signature(networks, dictionary, test_dictionary), synthetic=synthetic,
-                     full=full, undersampled=under, phantom=phantom, storage=storage,
-                     network_info={k: v.info() for k, v in networks.items()}, machine=runtime_info())
+                                  full=full, undersampled=under, phantom=phantom, storage=storage,
+                                  network_info={k: v.info() for k, v in networks.items()}, machine=runtime_info(),
+                                  settings=settings, phantoms=phantoms)
 
 
 def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 4096,

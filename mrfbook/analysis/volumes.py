@@ -10,20 +10,23 @@ matching (:func:`mrfbook.recon.matching.match_maps`) or by a network
 one slice at a time with exactly the call a slice-by-slice loop makes, so the maps equal the
 slice-by-slice maps bit for bit, whatever the slab size, the number of workers or the cluster.
 Pixels are never split below a slice because the mapping functions are not strictly per pixel:
-their no-signal rule ("norm <= ``ZERO_TOL`` x the largest norm *in the call*") and their batched
-BLAS products see the whole call.
+their resolvability rule (:func:`mrfbook.physics.noise.resolvable`: the noise level is a median
+over the pixels of the call, the round-off guard relative to the largest norm of the call) and
+their batched BLAS products see the whole call.
 
-**No-signal rule** (``signal_reference``):
+**Resolvability rule** (``signal_reference``: over which pixels its noise level and its largest
+norm are measured):
 
-* ``"volume"`` (default): a first pass over the volume computes the largest signature norm among
-  the masked pixels of the *whole volume*; a pixel carries no signal when its norm is at or below
-  ``ZERO_TOL`` (1e-6) times that norm, or is 0 -- the rule of one call on the whole volume. Such
-  pixels are taken out of the slice's mask before the slice is mapped; inside the call the
-  remaining pixels all pass the call's own (relative) test, since their norms exceed 1e-6 x the
-  volume's largest norm >= 1e-6 x the slice's. A slice of background noise is thus not mapped as
-  if it were tissue. Costs one extra read of the volume (norms only).
-* ``"slice"``: the rule applies per slice (the largest norm of each slice), exactly what mapping
-  each slice on its own does. One pass.
+* ``"volume"`` (default): a first pass over the volume measures, over the masked pixels of the
+  *whole volume*, the largest signature norm and the per-sample noise outside the signals'
+  subspace (the dictionary's, or the network's sequence's) -- exactly what one call on all the
+  volume's pixels would measure. Pixels at or below the round-off guard (``ZERO_TOL`` = 1e-6 x
+  that norm, or 0) are taken out of the slice's mask, and each slice is mapped with the volume's
+  noise level (``noise_level=``): a pixel is resolvable iff it is in one call on the whole
+  volume. A slice of background noise is thus not mapped as if it were tissue. Costs one more
+  read of the volume (norms and residuals only; 16 bytes per masked pixel come back).
+* ``"slice"``: the rule is measured per slice, exactly what mapping each slice on its own does.
+  One pass.
 
 **Inputs.** A NumPy array (in memory), a ``.npy`` file or ``numpy.memmap`` (C order; read by
 explicit file reads inside the workers, so no worker maps the whole file and no array is
@@ -55,7 +58,8 @@ from typing import Any
 
 import numpy as np
 
-from mrfbook.utils.checks import check_int
+from mrfbook.physics.noise import DEFAULT_MIN_SNR, ZERO_TOL, check_min_snr, noise_level_from_energy
+from mrfbook.utils.checks import check_int, check_nonnegative
 
 __all__ = [
     "SIGNAL_REFERENCES",
@@ -176,19 +180,31 @@ class VolumeMaps:
     pd : ndarray, (H, W, D), float64
         Proton density in signal units (the PD of the per-slice method); 0 where not ``mapped``.
     mapped : ndarray, (H, W, D), bool
-        Pixels of the mask that carry signal and were mapped (matching: ``valid``).
-    n_without_signal : int
-        Pixels of the mask left out (no signal by ``signal_reference``'s rule, or no finite
-        network estimate).
+        Pixels of the mask that were mapped (resolvable; matching: ``valid``; network: and a
+        finite estimate).
+    n_not_mapped : int
+        Pixels of the mask left out (not resolvable, or no finite network estimate).
     reference_norm : float or None
         Largest signature norm among the masked pixels of the volume (``signal_reference =
         "volume"``); None for ``"slice"``.
     seconds : float
         Wall seconds of the mapping (both passes, cluster start excluded).
     reference_seconds : float
-        Wall seconds of the first pass (the volume's largest norm); 0 for ``"slice"``.
+        Wall seconds of the first pass (the volume's largest norm and noise level); 0 for ``"slice"``.
     n_workers : int
         Workers of the cluster that ran it.
+    resolvable : ndarray, (H, W, D), bool
+        Pixels of the mask that pass the resolvability rule.
+    noise_levels : ndarray, (D,), float64
+        Per-sample noise level the rule used for each slice (signal units): the volume's for
+        ``"volume"`` (the same in every slice), each slice's own for ``"slice"`` (0 for a slice
+        with no masked pixel).
+    floors : ndarray, (D,), float64
+        The norm a signature of each slice had to exceed (``min_snr x level x sqrt(L)``).
+    min_snr : float
+        The rule's factor.
+    error_level : float or None
+        The external per-sample error level given.
 
     Explained in book/scaling.md.
     """
@@ -197,11 +213,21 @@ class VolumeMaps:
     t2_ms: np.ndarray
     pd: np.ndarray
     mapped: np.ndarray
-    n_without_signal: int
+    n_not_mapped: int
     reference_norm: float | None
     seconds: float
     reference_seconds: float
     n_workers: int
+    resolvable: np.ndarray
+    noise_levels: np.ndarray
+    floors: np.ndarray
+    min_snr: float
+    error_level: float | None
+
+    @property
+    def n_resolvable(self) -> int:
+        """Pixels of the mask that pass the resolvability rule."""
+        return int(np.count_nonzero(self.resolvable))
 
 
 def open_volume(volume: Any, name: str = "volume") -> Any:
@@ -329,62 +355,86 @@ def _check_finite(slab: np.ndarray, d0: int, name: str) -> None:
 
 
 def _norms(stack: np.ndarray) -> np.ndarray:
-    """(H, W) float64 signature norms, computed as the mapping functions compute them."""
-    from mrfbook.nn.inference import signal_pixels
+    """(H, W) float64 signature norms, computed as the resolvability rule computes them."""
+    from mrfbook.physics.noise import signature_norms
 
     h, w, length = stack.shape
-    return signal_pixels(stack.reshape(h * w, length))[0].reshape(h, w)
+    return signature_norms(stack.reshape(h * w, length)).reshape(h, w)
 
 
-def _slab_max_norms(source: Any, d0: int, d1: int, mask: np.ndarray, name: str) -> np.ndarray:
-    """(d1 - d0,) float64 largest norm among the masked pixels of each slice (0 if none)."""
+def _basis(method: str, engine: Any) -> np.ndarray:
+    """The subspace the rule measures the noise outside of: the dictionary's or the sequence's."""
+    from mrfbook.physics.noise import dictionary_subspace, sequence_subspace
+
+    if method == "matching":
+        return dictionary_subspace(engine)
+    _, sequence = _worker_model(*engine)
+    if sequence is None:
+        raise ValueError("model: the network records no training sequence (needed for the resolvability rule)")
+    return sequence_subspace(sequence)
+
+
+def _slab_statistics(source: Any, d0: int, d1: int, mask: np.ndarray, method: str, engine: Any, measure: bool,
+                     name: str) -> tuple[int, list[np.ndarray], list[np.ndarray], int]:
+    """Norms and energies outside the subspace of the masked pixels of each slice, and the subspace rank."""
+    from mrfbook.physics.noise import outside_energy
+
     slab = _read(source, d0, d1)
     _check_finite(slab, d0, name)
-    out = np.zeros(d1 - d0)
+    basis = _basis(method, engine) if measure else None
+    norms, energies = [], []
     for k in range(d1 - d0):
-        norms = _norms(slab[:, :, k, :])[mask[:, :, k]]
-        out[k] = norms.max() if norms.size else 0.0
-    return out
+        stack = slab[:, :, k, :]
+        rows = stack.reshape(-1, stack.shape[-1])[mask[:, :, k].ravel()]
+        norms.append(_norms(stack)[mask[:, :, k]])
+        energies.append(outside_energy(rows, basis) if measure else np.zeros(0))
+    return d0, norms, energies, 0 if basis is None else int(basis.shape[1])
 
 
-def _map_slice(stack: np.ndarray, mask: np.ndarray, method: str, engine: Any, options: dict):
-    """(t1, t2, pd, mapped), each (H, W), of one slice: the slice-by-slice call itself."""
+def _map_slice(stack: np.ndarray, mask: np.ndarray, method: str, engine: Any, options: dict,
+               noise_level: float | None):
+    """(t1, t2, pd, mapped, resolvable, noise level, floor) of one slice: the slice-by-slice call itself."""
     h, w = mask.shape
-    if not mask.any():
+    if not mask.any():  # nothing to map; the level is the given one (the volume's), else 0
         zeros = np.zeros((h, w))
-        return zeros, zeros.copy(), zeros.copy(), np.zeros((h, w), dtype=bool)
+        empty = np.zeros((h, w), dtype=bool)
+        level = noise_level or 0.0
+        floor = options["min_snr"] * max(level, options["error_level"] or 0.0) * float(np.sqrt(stack.shape[-1]))
+        return zeros, zeros.copy(), zeros.copy(), empty, empty.copy(), level, floor
+    rule = {"min_snr": options["min_snr"], "error_level": options["error_level"], "noise_level": noise_level}
     if method == "matching":
         from mrfbook.recon.matching import match_maps
 
         with _CALL_LOCK if _numba_needs_lock() else nullcontext():
-            m = match_maps(stack, engine, mask=mask, rank=options["rank"], chunk_size=options["chunk_size"])
-        return m.t1_ms, m.t2_ms, m.pd, m.valid
+            m = match_maps(stack, engine, mask=mask, rank=options["rank"], chunk_size=options["chunk_size"], **rule)
+        return m.t1_ms, m.t2_ms, m.pd, m.valid, m.resolvable, m.resolvability.noise_level, m.resolvability.floor
     from mrfbook.nn.inference import network_maps
 
     trained, sequence = _worker_model(*engine)
     with _CALL_LOCK:
-        m = network_maps(trained, stack, mask, sequence=sequence, batch_size=options["batch_size"], pd=True)
-    return m.t1_ms, m.t2_ms, m.pd, m.mapped
+        m = network_maps(trained, stack, mask, sequence=sequence, batch_size=options["batch_size"], pd=True, **rule)
+    return m.t1_ms, m.t2_ms, m.pd, m.mapped, m.resolvable, m.resolvability.noise_level, m.resolvability.floor
 
 
-def _map_slab(source: Any, d0: int, d1: int, mask: np.ndarray, reference: float | None, method: str,
-              engine: Any, options: dict) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Map slices ``d0 <= d < d1`` one by one; returns (d0, t1, t2, pd, mapped), each (H, W, d1 - d0)."""
-    from mrfbook.recon.matching import ZERO_TOL
-
+def _map_slab(source: Any, d0: int, d1: int, mask: np.ndarray, reference: float | None, noise_level: float | None,
+              method: str, engine: Any, options: dict) -> tuple:
+    """Map slices ``d0 <= d < d1`` one by one; returns (d0, t1, t2, pd, mapped, resolvable, levels, floors)."""
     slab = _read(source, d0, d1)
     _check_finite(slab, d0, options["name"])
     h, w, depth = slab.shape[0], slab.shape[1], d1 - d0
     t1, t2, pd = (np.zeros((h, w, depth)) for _ in range(3))
     mapped = np.zeros((h, w, depth), dtype=bool)
+    resolvable = np.zeros((h, w, depth), dtype=bool)
+    levels, floors = np.zeros(depth), np.zeros(depth)
     for k in range(depth):
         stack = slab[:, :, k, :]
         keep = mask[:, :, k]
-        if reference is not None:
+        if reference is not None:  # the volume's round-off guard
             norms = _norms(stack)
             keep = keep & (norms > ZERO_TOL * reference) & (norms > 0)
-        t1[:, :, k], t2[:, :, k], pd[:, :, k], mapped[:, :, k] = _map_slice(stack, keep, method, engine, options)
-    return d0, t1, t2, pd, mapped
+        (t1[:, :, k], t2[:, :, k], pd[:, :, k], mapped[:, :, k], resolvable[:, :, k], levels[k],
+         floors[k]) = _map_slice(stack, keep, method, engine, options, noise_level)
+    return d0, t1, t2, pd, mapped, resolvable, levels, floors
 
 
 # ----------------------------------------------------------------------------- driver
@@ -438,6 +488,8 @@ def map_volume(
     scheduler: str | None = None,
     slices_per_task: int = 1,
     signal_reference: str = "volume",
+    min_snr: float = DEFAULT_MIN_SNR,
+    error_level: float | None = None,
     rank: Any = "default",
     chunk_size: int = 4096,
     batch_size: int = 4096,
@@ -446,7 +498,7 @@ def map_volume(
 ) -> VolumeMaps:
     """T1, T2 and PD maps of an (H, W, D, L) volume, slice by slice on a Dask cluster.
 
-    See the module docstring for the unit of work, the no-signal rule and the memory a run
+    See the module docstring for the unit of work, the resolvability rule and the memory a run
     needs. Exactly one of ``dictionary`` and ``model``.
 
     Parameters
@@ -470,7 +522,13 @@ def map_volume(
         Slices per task (>= 1): memory per task ~ ``slices_per_task x H x W x L`` values plus
         the per-slice mapping's own. Does not change the maps.
     signal_reference : {"volume", "slice"}
-        Largest norm of the no-signal rule: the volume's (default) or each slice's.
+        Where the resolvability rule measures its noise level and largest norm: over the
+        volume (default) or each slice.
+    min_snr : float
+        The rule's factor (:func:`mrfbook.physics.noise.resolvable`), finite, >= 0; default 3, 0
+        keeps only the round-off guard.
+    error_level : float, optional
+        External per-sample error level of the volume (signal units, >= 0), see the rule.
     rank : int, None or "default"
         Matching's SVD rank (``"default"``: :data:`mrfbook.recon.matching.DEFAULT_RANK`).
     chunk_size : int
@@ -485,8 +543,9 @@ def map_volume(
     Returns
     -------
     VolumeMaps
-        (H, W, D) maps, equal to mapping each slice with the per-slice function and the mask
-        ``mask & signal`` (``signal`` by ``signal_reference``).
+        (H, W, D) maps, equal to mapping each slice with the per-slice function: with
+        ``"slice"`` and the mask; with ``"volume"`` and the mask less the pixels under the
+        volume's round-off guard, and the volume's ``noise_level``.
 
     Explained in book/scaling.md.
     """
@@ -497,6 +556,9 @@ def map_volume(
     if signal_reference not in SIGNAL_REFERENCES:
         raise ValueError(f"signal_reference must be one of {SIGNAL_REFERENCES}, got {signal_reference!r}")
     slices_per_task = check_int("slices_per_task", slices_per_task, 1)
+    min_snr = check_min_snr(min_snr)
+    if error_level is not None:
+        error_level = check_nonnegative("error_level", error_level)
     if mask is None:
         mask3 = np.ones((h, w, depth), dtype=bool)
     else:
@@ -515,6 +577,10 @@ def map_volume(
         rank = DEFAULT_RANK if rank == "default" else rank
         search_index(dictionary, rank)  # checks the dictionary and rank here, not in a worker
         options = {"rank": rank, "chunk_size": check_int("chunk_size", chunk_size, 1), "name": name}
+        if min_snr > 0:
+            from mrfbook.physics.noise import dictionary_subspace
+
+            dictionary_subspace(dictionary)  # checked and computed once here
     else:
         from mrfbook.nn.model import read_model_metadata
 
@@ -532,6 +598,7 @@ def map_volume(
             raise ValueError(f"{name}: the volume has L = {length} time points but the model's sequence has {n_t}")
         engine = (str(path), path.stat().st_mtime_ns, meta.get("sequence_digest"))
         options = {"batch_size": check_int("batch_size", batch_size, 1), "name": name}
+    options.update(min_snr=min_snr, error_level=error_level)
 
     own = client is None
     if own:
@@ -554,34 +621,48 @@ def map_volume(
                 return client.scatter(np.ascontiguousarray(source[:, :, d0:d1, :]), hash=False)
             return client.compute(source[:, :, d0:d1, :])
 
-        reference = None
+        reference = volume_noise = None
         if signal_reference == "volume":
-            tops = np.zeros(depth)
+            measure = min_snr > 0
+            norms: list[np.ndarray] = [np.zeros(0)] * depth
+            energies: list[np.ndarray] = [np.zeros(0)] * depth
+            ranks = [0]
 
-            def keep_top(result):
-                d0, values = result
-                tops[d0:d0 + values.size] = values
+            def keep_statistics(result):
+                d0, n, e, k = result
+                norms[d0:d0 + len(n)] = n
+                energies[d0:d0 + len(e)] = e
+                ranks[0] = max(ranks[0], k)
 
             _run_windowed(client, _lazy_tasks(bounds, lambda d0, d1: (
-                _slab_top, slab_source(d0, d1), d0, d1, np.ascontiguousarray(mask3[:, :, d0:d1]), name)), window, keep_top)
-            reference = float(tops.max())
+                _slab_statistics, slab_source(d0, d1), d0, d1, np.ascontiguousarray(mask3[:, :, d0:d1]), method, engine,
+                measure, name)), window, keep_statistics)
+            all_norms = np.concatenate(norms)
+            reference = float(all_norms.max()) if all_norms.size else 0.0
+            if measure:
+                signal = (all_norms > ZERO_TOL * reference) & (all_norms > 0)
+                volume_noise = noise_level_from_energy(np.concatenate(energies)[signal], length, ranks[0],
+                                                       complex_data=np.dtype(source.dtype).kind == "c")
         reference_seconds = time.perf_counter() - clock if signal_reference == "volume" else 0.0
 
         t1, t2, pd = (np.zeros((h, w, depth)) for _ in range(3))
         mapped = np.zeros((h, w, depth), dtype=bool)
+        resolvable = np.zeros((h, w, depth), dtype=bool)
+        levels, floors = np.zeros(depth), np.zeros(depth)
         done = [0]
 
         def keep(result):
-            d0, a, b, c, m = result
+            d0, a, b, c, m, r, lv, fl = result
             d1 = d0 + a.shape[2]
             t1[:, :, d0:d1], t2[:, :, d0:d1], pd[:, :, d0:d1], mapped[:, :, d0:d1] = a, b, c, m
+            resolvable[:, :, d0:d1], levels[d0:d1], floors[d0:d1] = r, lv, fl
             done[0] += d1 - d0
             if progress is not None:
                 progress(done[0], depth)
 
         _run_windowed(client, _lazy_tasks(bounds, lambda d0, d1: (
-            _map_slab, slab_source(d0, d1), d0, d1, np.ascontiguousarray(mask3[:, :, d0:d1]), reference, method,
-            engine, options)), window, keep)
+            _map_slab, slab_source(d0, d1), d0, d1, np.ascontiguousarray(mask3[:, :, d0:d1]), reference, volume_noise,
+            method, engine, options)), window, keep)
         n_workers_used = len(workers)
         seconds = time.perf_counter() - clock
     finally:
@@ -591,11 +672,7 @@ def map_volume(
             if cluster is not None:
                 cluster.close()
     return VolumeMaps(t1, t2, pd, mapped, int(mask3.sum() - mapped.sum()), reference, seconds, reference_seconds,
-                      n_workers_used)
-
-
-def _slab_top(source: Any, d0: int, d1: int, mask: np.ndarray, name: str) -> tuple[int, np.ndarray]:
-    return d0, _slab_max_norms(source, d0, d1, mask, name)
+                      n_workers_used, resolvable, levels, floors, min_snr, error_level)
 
 
 def _lazy_tasks(bounds: list[tuple[int, int]], make):

@@ -38,7 +38,10 @@ PROG = "python -m mrfbook"
 
 
 class Reporter:
-    """Prints progress lines to stderr unless ``--quiet``."""
+    """Prints progress lines to stderr unless ``--quiet``, and warnings always.
+
+    Explained in book/cli.md.
+    """
 
     def __init__(self, command: str, quiet: bool) -> None:
         self.command = command
@@ -53,6 +56,10 @@ class Reporter:
         """Print ``message`` as one progress line on stderr, unless quiet."""
         if not self.quiet:
             print(f"mrfbook {self.command}: {message}", file=sys.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        """Print ``message`` as one warning line on stderr (``mrfbook COMMAND: warning: ...``), even if quiet."""
+        print(f"mrfbook {self.command}: warning: {message}", file=sys.stderr, flush=True)
 
 
 def check_output_file(path: Path, option: str, suffix: str) -> Path:

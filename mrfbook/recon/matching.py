@@ -36,6 +36,14 @@ faster:
 The rank therefore trades speed only, never the answer. ``rank=None`` searches
 the uncompressed signatures the same way.
 
+What is matched. Before the search, the resolvability rule of
+:func:`mrfbook.physics.noise.resolvable` (the one rule of the library) decides which signatures
+carry enough signal: norm above ``min_snr`` (default 3) x the per-sample noise x sqrt(L), the
+noise measured outside the dictionary's temporal subspace
+(:func:`mrfbook.physics.noise.dictionary_subspace`) or given as ``error_level`` (e.g. by a
+restoration), and above a round-off guard. The others are not matched: index -1, 0 in every map
+(NaN is not used), ``resolvable`` and ``valid`` False.
+
 Explained in chapter 4, book/04_matching.md.
 """
 
@@ -48,6 +56,13 @@ from typing import Any, NamedTuple
 import numba as nb
 import numpy as np
 
+from mrfbook.physics.noise import (
+    DEFAULT_MIN_SNR,
+    ZERO_TOL,  # noqa: F401 -- the round-off guard's home is physics.noise
+    Resolvability,
+    dictionary_subspace,
+    resolvable,
+)
 from mrfbook.utils.checks import check_int
 
 __all__ = [
@@ -63,8 +78,6 @@ __all__ = [
 
 #: Default number of SVD components used by :func:`match_signatures`.
 DEFAULT_RANK = 24
-#: Signatures whose L2 norm is <= ZERO_TOL x (largest norm in the call) carry no signal.
-ZERO_TOL = 1e-6
 #: Grid points per side of the coarse and fine groups of the search tree.
 _COARSE_SIDE = 8
 _FINE_SIDE = 2
@@ -89,15 +102,20 @@ class MatchResult:
         (N,) int64 index of the matched atom in the dictionary; -1 where not ``valid``.
     correlation : numpy.ndarray
         (N,) float64 normalised correlation ``|<x, d>|/(||x|| ||d||)`` of the best
-        atom in [0, 1] (computed with the uncompressed signature); 0 for no signal.
+        atom in [0, 1] (computed with the uncompressed signature); 0 where not ``resolvable``.
     valid : numpy.ndarray
-        (N,) bool: the signature had signal and, if ``min_correlation`` was given,
-        matched at least that well.
+        (N,) bool: the signature could be resolved and, if ``min_correlation`` was
+        given, matched at least that well.
     b1_scale : numpy.ndarray or None
         (N,) float64 matched flip-angle scale for a 3-parameter dictionary, else None.
     n_scored : numpy.ndarray or None
         (N,) int64 number of atoms whose score the search computed for each signature
         (the work it did; K for an exhaustive search); None from :func:`brute_force_match`.
+    resolvable : numpy.ndarray or None
+        (N,) bool: the signature passed the resolvability rule
+        (:func:`mrfbook.physics.noise.resolvable`); the others hold 0 / -1 everywhere.
+    resolvability : mrfbook.physics.noise.Resolvability or None
+        The rule's numbers (noise level, error level, floor, min_snr) and the norms.
 
     Explained in chapter 4, book/04_matching.md.
     """
@@ -110,18 +128,53 @@ class MatchResult:
     valid: np.ndarray
     b1_scale: np.ndarray | None = None
     n_scored: np.ndarray | None = None
+    resolvable: np.ndarray | None = None
+    resolvability: Resolvability | None = None
 
     def __len__(self) -> int:
         return int(self.index.size)
 
 
-class ParameterMaps(NamedTuple):
-    """Maps from :func:`match_maps`, each (H, W): T1 and T2 in ms, PD, valid (bool)."""
-
+class _Maps(NamedTuple):
     t1_ms: np.ndarray
     t2_ms: np.ndarray
     pd: np.ndarray
     valid: np.ndarray
+
+
+class ParameterMaps(_Maps):
+    """Maps from :func:`match_maps`: unpacks as ``t1_ms, t2_ms, pd, valid``, each (H, W).
+
+    Attributes
+    ----------
+    t1_ms, t2_ms : numpy.ndarray
+        (H, W) float64 in ms; 0 where not ``valid``.
+    pd : numpy.ndarray
+        (H, W) float64 in signal units; 0 where not ``valid``.
+    valid : numpy.ndarray
+        (H, W) bool: in the mask, resolvable, and (with ``min_correlation``) matched well enough.
+    resolvable : numpy.ndarray
+        (H, W) bool: in the mask and resolvable (:func:`mrfbook.physics.noise.resolvable`); not
+        part of the tuple.
+    resolvability : mrfbook.physics.noise.Resolvability or None
+        The rule's numbers over the matched pixels (its ``mask`` is per matched pixel, in
+        row-major order of the mask); not part of the tuple.
+
+    Explained in chapter 4, book/04_matching.md.
+    """
+
+    resolvable: np.ndarray | None = None
+    resolvability: Resolvability | None = None
+
+    def __new__(cls, t1_ms, t2_ms, pd, valid, resolvable=None, resolvability=None):
+        """The four maps (the tuple), plus ``resolvable`` (default: ``valid``) and ``resolvability``."""
+        self = super().__new__(cls, t1_ms, t2_ms, pd, valid)
+        self.resolvable = np.asarray(valid, dtype=bool).copy() if resolvable is None else resolvable
+        self.resolvability = resolvability
+        return self
+
+    def __reduce__(self):
+        return (ParameterMaps, (*self, self.resolvable, self.resolvability))
 
 
 @dataclass(frozen=True, eq=False)
@@ -461,14 +514,18 @@ def _check_common(chunk_size, min_correlation) -> tuple[int, float | None]:
     return int(chunk_size), min_correlation
 
 
-def _signal_mask(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    norms = np.sqrt(np.sum(np.abs(x.astype(np.complex128 if np.iscomplexobj(x) else np.float64)) ** 2, axis=1))
-    top = norms.max() if norms.size else 0.0
-    return norms, (norms > ZERO_TOL * top) & (norms > 0)
+def _rule(x: np.ndarray, dictionary, min_snr, error_level, noise_level) -> Resolvability:
+    """The resolvability rule over the signatures of the call (basis: the dictionary's subspace)."""
+    from mrfbook.physics.noise import check_min_snr
+
+    measure = check_min_snr(min_snr) > 0 and noise_level is None
+    return resolvable(x, dictionary_subspace(dictionary) if measure else None, min_snr=min_snr,
+                      error_level=error_level, noise_level=noise_level)
 
 
-def _finish(x, dictionary, index, signal, norms, min_correlation) -> MatchResult:
+def _finish(x, dictionary, index, rule: Resolvability, min_correlation) -> MatchResult:
     """Exact correlation and PD of the chosen atoms in the uncompressed space."""
+    signal, norms = rule.mask, rule.norms
     n = x.shape[0]
     atoms = np.asarray(dictionary.atoms)
     t1 = np.zeros(n)
@@ -497,7 +554,7 @@ def _finish(x, dictionary, index, signal, norms, min_correlation) -> MatchResult
     index = np.where(valid, index, -1).astype(np.int64)
     for a in (t1, t2, pd) + ((b1,) if b1 is not None else ()):
         a[~valid] = 0.0
-    return MatchResult(t1, t2, pd, index, np.clip(corr, 0.0, 1.0), valid, b1)
+    return MatchResult(t1, t2, pd, index, np.clip(corr, 0.0, 1.0), valid, b1, None, signal.copy(), rule)
 
 
 def _progress(iterable, total: int, enabled: bool, desc: str):
@@ -515,6 +572,9 @@ def match_signatures(
     rank: int | None = DEFAULT_RANK,
     chunk_size: int = 4096,
     min_correlation: float | None = None,
+    min_snr: float = DEFAULT_MIN_SNR,
+    error_level: float | None = None,
+    noise_level: float | None = None,
     progress: bool = False,
 ) -> MatchResult:
     """Match signatures to dictionary atoms by the normalised inner product (fast, exact search).
@@ -535,15 +595,25 @@ def match_signatures(
         Signatures per block (>= 1); memory grows as chunk_size x groups x 4 bytes.
     min_correlation : float, optional
         In [0, 1]: matches with a lower correlation are flagged invalid.
+    min_snr : float
+        Resolvability rule (:func:`mrfbook.physics.noise.resolvable`), finite, >= 0: a
+        signature is matched only if its norm exceeds ``min_snr`` x the per-sample noise
+        level x sqrt(L). Default 3; 0 keeps only the round-off guard (norm > 1e-6 x the
+        largest norm of the call, and > 0).
+    error_level : float, optional
+        External per-sample error of the signatures (signal units, >= 0), e.g. a
+        restoration's ``extra["error_level"]``; the rule uses the larger of it and the
+        noise measured outside the dictionary's subspace.
+    noise_level : float, optional
+        Use this per-sample noise level instead of measuring it on these signatures.
     progress : bool
         Show a progress bar over chunks.
 
     Returns
     -------
     MatchResult
-        Signatures with (almost) no energy -- norm <= ``ZERO_TOL`` x the largest
-        norm, or exactly zero -- are not matched: index -1, T1 = T2 = PD = 0,
-        ``valid`` False.
+        Signatures that cannot be resolved are not matched: index -1,
+        T1 = T2 = PD = correlation = 0, ``valid`` and ``resolvable`` False.
 
     Explained in chapter 4, book/04_matching.md.
     """
@@ -553,11 +623,12 @@ def match_signatures(
     rank = check_int("rank", rank, 1, n_t, allow_none=True)
     chunk_size, min_correlation = _check_common(chunk_size, min_correlation)
 
+    rule = _rule(x, dictionary, min_snr, error_level, noise_level)
     idx = search_index(dictionary, rank)
-    norms, signal = _signal_mask(x)
+    norms = rule.norms
     best = np.full(x.shape[0], -1, dtype=np.int64)
     scored = np.zeros(x.shape[0], dtype=np.int64)
-    rows = np.flatnonzero(signal)
+    rows = np.flatnonzero(rule.mask)
     cplx = bool(np.iscomplexobj(x))
     raw = np.ascontiguousarray(np.asarray(dictionary.atoms), dtype=np.float32)
     inv_norm = idx.inv_norm
@@ -590,7 +661,7 @@ def match_signatures(
         )
         scored[r] = out_scored
         best[r] = out
-    result = _finish(x, dictionary, best, signal, norms, min_correlation)
+    result = _finish(x, dictionary, best, rule, min_correlation)
     result.n_scored = scored
     return result
 
@@ -601,11 +672,15 @@ def brute_force_match(
     *,
     chunk_size: int = 1024,
     min_correlation: float | None = None,
+    min_snr: float = DEFAULT_MIN_SNR,
+    error_level: float | None = None,
+    noise_level: float | None = None,
     dtype: type = np.float32,
 ) -> MatchResult:
     """Reference matcher: score every atom with one BLAS product per chunk, then arg-max.
 
-    Same inputs and result as :func:`match_signatures` (uncompressed, exact up to
+    Same inputs (the resolvability rule included: ``min_snr``, ``error_level``,
+    ``noise_level``) and result as :func:`match_signatures` (uncompressed, exact up to
     ``dtype`` rounding); used as the baseline in benchmarks and tests.
 
     Explained in chapter 4, book/04_matching.md.
@@ -620,9 +695,9 @@ def brute_force_match(
         unit_t = np.ascontiguousarray((np.asarray(dictionary.atoms, dtype=np.float64) * inv[:, None]).T)
     else:
         unit_t = np.ascontiguousarray(np.asarray(dictionary.normalised(), dtype=dtype).T)
-    norms, signal = _signal_mask(x)
+    rule = _rule(x, dictionary, min_snr, error_level, noise_level)
     best = np.full(x.shape[0], -1, dtype=np.int64)
-    rows = np.flatnonzero(signal)
+    rows = np.flatnonzero(rule.mask)
     for start in range(0, rows.size, chunk_size):
         r = rows[start : start + chunk_size]
         xc = x[r]
@@ -636,7 +711,7 @@ def brute_force_match(
             s = xc.astype(dtype) @ unit_t
             np.abs(s, out=s)
         best[r] = np.argmax(s, axis=1)
-    return _finish(x, dictionary, best, signal, norms, min_correlation)
+    return _finish(x, dictionary, best, rule, min_correlation)
 
 
 def match_maps(
@@ -654,14 +729,18 @@ def match_maps(
         (H, W, L) real or complex image series.
     dictionary : mrfbook.physics.dictionary.Dictionary
     mask : numpy.ndarray, optional
-        (H, W) bool; only these pixels are matched (others are invalid, 0).
+        (H, W) bool; only these pixels are matched (others are invalid, 0). The
+        resolvability rule is applied over them (its noise level is measured on them).
     **kwargs
-        Passed to :func:`match_signatures` (rank, chunk_size, min_correlation, progress).
+        Passed to :func:`match_signatures` (rank, chunk_size, min_correlation, min_snr,
+        error_level, noise_level, progress).
 
     Returns
     -------
     ParameterMaps
-        (t1_ms, t2_ms, pd, valid), each (H, W); float64 maps in ms / signal units.
+        Unpacks as (t1_ms, t2_ms, pd, valid), each (H, W); float64 maps in ms / signal
+        units, 0 where not valid (outside the mask, not resolvable, or below
+        ``min_correlation``); ``.resolvable`` (H, W) bool and ``.resolvability`` the rule.
 
     Explained in chapter 4, book/04_matching.md.
     """
@@ -672,13 +751,14 @@ def match_maps(
     flat = s.reshape(h * w, n_t)
     if mask is None:
         res = match_signatures(flat, dictionary, **kwargs)
-        maps = [a.reshape(h, w) for a in (res.t1_ms, res.t2_ms, res.pd, res.valid)]
-        return ParameterMaps(*maps)
+        maps = [a.reshape(h, w) for a in (res.t1_ms, res.t2_ms, res.pd, res.valid, res.resolvable)]
+        return ParameterMaps(*maps, res.resolvability)
     m = np.asarray(mask)
     if m.dtype != bool or m.shape != (h, w):
         raise ValueError(f"mask must be a bool array of shape (H, W) = {(h, w)}, got {m.dtype} {m.shape}")
     res = match_signatures(flat[m.ravel()], dictionary, **kwargs)
-    out = [np.zeros((h, w)), np.zeros((h, w)), np.zeros((h, w)), np.zeros((h, w), dtype=bool)]
-    for o, a in zip(out, (res.t1_ms, res.t2_ms, res.pd, res.valid)):
+    out = [np.zeros((h, w)), np.zeros((h, w)), np.zeros((h, w)), np.zeros((h, w), dtype=bool),
+           np.zeros((h, w), dtype=bool)]
+    for o, a in zip(out, (res.t1_ms, res.t2_ms, res.pd, res.valid, res.resolvable)):
         o[m] = a
-    return ParameterMaps(*out)
+    return ParameterMaps(*out, res.resolvability)
