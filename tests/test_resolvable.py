@@ -248,3 +248,28 @@ def test_round_off_above_the_guard_is_left_out_too(dictionary, phantom_stack):
     clean = match_maps(stack, dictionary)
     assert not rule.resolvable[empty].any()
     np.testing.assert_array_equal(rule.resolvable[ph.tissue_mask], clean.resolvable[ph.tissue_mask])
+
+
+def test_image_noise_sigma_matches_its_definition_and_kspace_keeps_it():
+    from mrfbook.physics.noise import add_white_noise, image_noise_sigma
+    from mrfbook.recon.acquisition import UndersampledFourier
+
+    rng = np.random.default_rng(3)
+    images = np.zeros((32, 32, 40), np.complex64)
+    images[8:24, 8:24] = rng.standard_normal((16, 16, 40)) + 1j * rng.standard_normal((16, 16, 40))
+    tissue = np.zeros((32, 32), bool)
+    tissue[8:24, 8:24] = True
+    sigma = image_noise_sigma(images, 20.0, tissue)
+    power = np.mean(np.abs(images[tissue]) ** 2)
+    assert np.isclose(10 * np.log10(power / sigma**2), 20.0)
+    # the same sigma in k-space (unitary FFT) gives image noise of that sigma
+    op = UndersampledFourier(np.ones((40, 32, 32), bool))
+    noisy = op.adjoint(add_white_noise(op.forward(images), sigma, seed=1))
+    measured = np.sqrt(np.mean(np.abs(noisy - images) ** 2))
+    assert abs(measured / sigma - 1) < 0.02
+    with pytest.raises(ValueError, match="sigma"):
+        add_white_noise(images, -1.0)
+    with pytest.raises(ValueError, match="snr_db"):
+        image_noise_sigma(images, float("nan"))
+    with pytest.raises(ValueError, match="mask"):
+        image_noise_sigma(images, 10.0, np.ones((3, 3), bool))

@@ -1,10 +1,17 @@
 """Noise at a stated SNR, and the one rule that says which signatures can be resolved.
 
-**Adding noise.** ``SNR_dB = 10 log10(P_signal / sigma**2)``, ``P_signal`` the mean of ``|s|**2``
-over the entries that receive noise and ``sigma**2`` the variance of circular complex white
-Gaussian noise per entry (real and imaginary parts each ``sigma**2 / 2``). :func:`add_noise`
-measures ``P_signal`` over an array (an image stack or k-space); :func:`add_signature_noise` over
-each fingerprint on its own.
+**Adding noise: the book's one definition, at the image.** A scanner adds thermal noise of one
+level to every sample, whatever the tissue. The book states it as an image SNR:
+``SNR_dB = 10 log10(P_image / sigma**2)``, ``P_image`` the mean of ``|x|**2`` of the noiseless
+image stack over the tissue pixels and all frames, ``sigma**2`` the variance of circular complex
+white Gaussian noise per pixel and frame (real and imaginary parts each ``sigma**2 / 2``), the
+same ``sigma`` for every pixel. :func:`image_noise_sigma` turns an image SNR into ``sigma``;
+:func:`add_white_noise` adds noise of a given ``sigma`` to an image stack or to k-space (the
+centred unitary FFT of :mod:`mrfbook.recon.acquisition` keeps ``sigma`` per sample, so noise
+of image SNR ``x`` dB added to k-space is noise of image SNR ``x`` dB in the image).
+:func:`add_noise` measures ``P_signal`` over the array it is given (for an image stack with the
+tissue pixels as ``mask``, the image SNR); :func:`add_signature_noise` over each fingerprint on
+its own (a per-fingerprint SNR, used to augment training data, not to model a scan).
 
 **What can be resolved.** :func:`resolvable` is the rule that dictionary matching
 (:mod:`mrfbook.recon.matching`), the network (:mod:`mrfbook.nn.inference`), volumes
@@ -26,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_noise", "add_signature_noise"]
+__all__ = ["add_noise", "add_signature_noise", "add_white_noise", "image_noise_sigma"]
 
 
 def add_noise(data: np.ndarray, snr_db: float, seed: int | None = 0, *,
@@ -62,12 +69,7 @@ def add_noise(data: np.ndarray, snr_db: float, seed: int | None = 0, *,
     data = np.asarray(data)
     if not np.all(np.isfinite(data)):
         raise ValueError("data must be finite (found NaN or inf)")
-    try:
-        snr_db = float(snr_db)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"snr_db must be a finite number of dB, got {snr_db!r}") from exc
-    if not np.isfinite(snr_db):
-        raise ValueError(f"snr_db must be a finite number of dB, got {snr_db!r}")
+    snr_db = _check_snr_db(snr_db)
     if mask is None:
         mask = data != 0
     else:
@@ -84,6 +86,109 @@ def add_noise(data: np.ndarray, snr_db: float, seed: int | None = 0, *,
     noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) * (sigma / np.sqrt(2.0))
     out[mask] += noise.astype(np.complex64)
     return out
+
+
+def image_noise_sigma(images: np.ndarray, snr_db: float, mask: np.ndarray | None = None) -> float:
+    """Noise level ``sigma`` of a stated image SNR (the book's one noise definition, module docstring).
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        (H, W, L) noiseless image stack, real or complex, any units.
+    snr_db : float
+        Image SNR in dB (finite): ``10 log10(P_image / sigma**2)``.
+    mask : numpy.ndarray, optional
+        (H, W) bool, the tissue pixels over which ``P_image`` (mean ``|x|**2`` over those
+        pixels and all frames) is measured; default the pixels whose time course is not all 0.
+
+    Returns
+    -------
+    float
+        ``sigma``: the standard deviation of the complex noise per pixel and frame
+        (``E|n|**2 = sigma**2``), in the units of ``images``.
+
+    Raises
+    ------
+    ValueError
+        ``images`` not 3-D or not finite, ``snr_db`` not finite, ``mask`` not an (H, W) bool
+        array, or no pixel to measure.
+
+    Explained in chapter 5, book/05_undersampling.md.
+    """
+    x = np.asarray(images)
+    if x.ndim != 3:
+        raise ValueError(f"images must be an (H, W, L) stack, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("images must be finite (found NaN or inf)")
+    snr_db = _check_snr_db(snr_db)
+    if mask is None:
+        mask = np.any(x != 0, axis=2)
+    else:
+        mask = np.asarray(mask)
+        if mask.shape != x.shape[:2] or mask.dtype != bool:
+            raise ValueError(f"mask must be a bool array of shape {x.shape[:2]}, got {mask.dtype} {mask.shape}")
+    if not mask.any():
+        raise ValueError("no pixel to measure the image power on (mask empty or images all 0)")
+    power = float(np.mean(np.abs(x[mask].astype(np.complex128)) ** 2))
+    return float(np.sqrt(power / 10.0 ** (snr_db / 10.0)))
+
+
+def add_white_noise(data: np.ndarray, sigma: float, seed: int | None = 0, *,
+                    mask: np.ndarray | None = None) -> np.ndarray:
+    """Add circular complex white Gaussian noise of standard deviation ``sigma`` per entry.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Image stack (H, W, L) or k-space (L, H, W), real or complex, finite.
+    sigma : float
+        Noise level (>= 0, the units of ``data``): ``E|n|**2 = sigma**2``, real and imaginary
+        parts each of variance ``sigma**2 / 2``; from :func:`image_noise_sigma` for a stated
+        image SNR.
+    seed : int or None
+        Seed of the ``numpy.random.default_rng``.
+    mask : numpy.ndarray, optional
+        bool, same shape as ``data``: the entries that receive noise (for k-space, ``op.masks``:
+        only measured samples carry noise). Default every entry.
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64 copy of ``data`` with noise.
+
+    Explained in chapter 5, book/05_undersampling.md.
+    """
+    data = np.asarray(data)
+    if not np.all(np.isfinite(data)):
+        raise ValueError("data must be finite (found NaN or inf)")
+    try:
+        sigma = float(sigma)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}") from exc
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    if mask is None:
+        mask = np.ones(data.shape, dtype=bool)
+    else:
+        mask = np.asarray(mask)
+        if mask.shape != data.shape or mask.dtype != bool:
+            raise ValueError(f"mask must be a bool array of shape {data.shape}")
+    out = data.astype(np.complex64, copy=True)
+    n = int(mask.sum())
+    rng = np.random.default_rng(seed)
+    noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) * (sigma / np.sqrt(2.0))
+    out[mask] += noise.astype(np.complex64)
+    return out
+
+
+def _check_snr_db(snr_db: Any) -> float:
+    try:
+        value = float(snr_db)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"snr_db must be a finite number of dB, got {snr_db!r}") from exc
+    if not np.isfinite(value):
+        raise ValueError(f"snr_db must be a finite number of dB, got {snr_db!r}")
+    return value
 
 
 def add_signature_noise(
