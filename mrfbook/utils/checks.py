@@ -57,6 +57,8 @@ def check_int(name: str, value: Any, minimum: int, maximum: int | None = None, *
 
 def _check_real(name: str, value: Any, ok, allowed: str) -> float:
     """``value`` as a finite ``float`` for which ``ok(value)`` holds, else ValueError naming ``name`` and ``allowed``."""
+    if isinstance(value, (bool, np.bool_)):  # True is not a number of anything
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
@@ -66,9 +68,12 @@ def _check_real(name: str, value: Any, ok, allowed: str) -> float:
     return number
 
 
-def check_nonnegative(name: str, value: Any) -> float:
-    """Return ``value`` as ``float`` if it is a finite number >= 0, else raise ValueError naming ``name``."""
-    return _check_real(name, value, lambda v: v >= 0, "a finite number >= 0")
+def check_nonnegative(name: str, value: Any, *, allowed: str = "a finite number >= 0") -> float:
+    """Return ``value`` as ``float`` if it is a finite number >= 0, else raise ValueError naming ``name``.
+
+    ``allowed`` words the allowed values in the message (e.g. "None or a finite number >= 0").
+    """
+    return _check_real(name, value, lambda v: v >= 0, allowed)
 
 
 def check_positive(name: str, value: Any, *, allowed: str = "a positive finite number") -> float:
