@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from mrfbook.utils.checks import check_nonnegative
+
 __all__ = ["add_noise", "add_signature_noise", "add_white_noise", "image_noise_sigma"]
 
 
@@ -555,25 +557,11 @@ def check_min_snr(min_snr: Any) -> float:
 
     Explained in chapter 4, book/04_matching.md.
     """
-    try:
-        value = float(min_snr)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"min_snr must be a finite number >= 0, got {min_snr!r}") from exc
-    if isinstance(min_snr, bool) or not np.isfinite(value) or value < 0:
-        raise ValueError(f"min_snr must be a finite number >= 0, got {min_snr!r}")
-    return value
+    return check_nonnegative("min_snr", min_snr)
 
 
 def _check_level(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be None or a finite number >= 0, got {value!r}") from exc
-    if isinstance(value, bool) or not np.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be None or a finite number >= 0, got {value!r}")
-    return number
+    return None if value is None else check_nonnegative(name, value, allowed="None or a finite number >= 0")
 
 
 @dataclass(frozen=True, eq=False)
