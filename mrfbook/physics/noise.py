@@ -675,6 +675,12 @@ def resolvable(signatures: np.ndarray, basis: np.ndarray | None, *, min_snr: flo
     fainter pixels (at 2, pure noise passes with probability 2e-5 for L = 10, 4e-37 for
     L = 100); ``min_snr = 0`` keeps only the round-off guard.
 
+    What the rule cannot see: ``level`` is one number for the whole stack, while a restoration's
+    error is not spread evenly -- it gathers at edges next to bright tissue. Pixels whose signal
+    is below the local error but above ``min_snr`` times the average one pass the rule (measured:
+    the head phantom at 15 % line masks, about a hundred skull-edge pixels of norm 0.004 against
+    a local error of 0.005-0.015 and a floor of 0.003; they hold most of the T1 error there).
+
     Parameters
     ----------
     signatures : numpy.ndarray
