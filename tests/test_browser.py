@@ -11,7 +11,19 @@ For each page listed in ``_toc.yml`` (plus ``index.html`` and any other page und
 * an executed cell that shows an error (MyST-NB renders error outputs as
   ``div.output.traceback``; a ``Traceback`` printed to stderr counts too),
 * a kernel-free slider (``.mrf-static-slider``, :mod:`mrfbook.report.gallery`) whose
-  image does not change when the slider moves.
+  image does not change when the slider moves,
+* an image shown below 60 % of its natural width that is not a link to itself (a click must be
+  able to show it at full size; the book's ``readable_figures`` extension links every image),
+* a printed output (``<pre>``) whose content is wider than its box and that neither scrolls
+  (``overflow-x: auto`` or ``scroll``) nor wraps: its end would be cut off,
+* a figure without a caption: an image in a cell output, or in a ``<figure>``, that is not
+  inside a ``<figure>`` with a non-empty ``<figcaption>`` (the kernel-free sliders are such
+  figures, titled by their caption),
+* "chapter N" / "Chapters N" written in prose (paragraphs, list items, table cells, captions,
+  admonitions; not code or printed output) without being a link,
+* text naming a path of the build machine (``/work/``, ``/tmp/``, ``/home/``, ``/root/``,
+  ``/Users/``, or a cache folder such as ``.cache/mrfbook`` given with its home folder), anywhere
+  in the page's content, printed outputs included.
 
 A full-page screenshot of each page is saved to ``_build/screenshots/<page>.png``.
 
@@ -238,7 +250,67 @@ return {
   stderr: Array.from(document.querySelectorAll(".output.stderr, .output_stderr"))
       .map(text).filter(t => t.includes("Traceback")),
   sliders: document.querySelectorAll(".mrf-static-slider").length,
+  ...readability(),
 };
+
+function readability() {
+  const main = document.querySelector("main article, article.bd-article, main, [role=main]") || document.body;
+  const where = el => {
+    const fig = el.closest("figure[id], section[id], div[id]");
+    return fig ? "#" + fig.id : "";
+  };
+  const shortSrc = img => {
+    const src = img.currentSrc || img.src || "";
+    return src.startsWith("data:") ? "data:image (inline)" : src.split("/").slice(-1)[0].slice(0, 80);
+  };
+  const selfLink = img => {
+    const a = img.closest("a[href]");
+    if (!a) { return false; }
+    if (a.classList.contains("mrf-zoom")) { return true; }
+    return a.href === (img.currentSrc || img.src);
+  };
+  const small = [], uncaptioned = [], cut = [], chapters = [], paths = [];
+  for (const img of main.querySelectorAll("img")) {
+    const rect = img.getBoundingClientRect();
+    if (rect.width === 0 || img.naturalWidth === 0) { continue; }   // not shown (or not loaded: reported above)
+    if (rect.width < 0.6 * img.naturalWidth && !selfLink(img)) {
+      small.push(`${shortSrc(img)} shown at ${Math.round(rect.width)} of ${img.naturalWidth} px ${where(img)}`);
+    }
+    if (img.closest(".cell_output, .output, figure")) {
+      const fig = img.closest("figure");
+      const caption = fig ? fig.querySelector("figcaption") : null;
+      if (!caption || !(caption.textContent || "").trim()) {
+        uncaptioned.push(`${shortSrc(img)} ${where(img)}`.trim());
+      }
+    }
+  }
+  for (const pre of main.querySelectorAll("pre")) {
+    if (pre.getBoundingClientRect().width === 0) { continue; }
+    const style = getComputedStyle(pre);
+    const scrolls = ["auto", "scroll"].includes(style.overflowX);
+    const wraps = !["pre", "nowrap"].includes(style.whiteSpace);
+    if (pre.scrollWidth > pre.clientWidth + 1 && !scrolls && !wraps) {
+      cut.push(`${(pre.textContent || "").trim().split("\\n")[0].slice(0, 60)}... (${pre.scrollWidth} px in ${pre.clientWidth})`);
+    }
+  }
+  const chapterWord = /\\b[Cc]hapters?\\s+\\d+/g;
+  const prose = "p, li, td, th, caption, figcaption, dd, dt, .admonition, blockquote";
+  const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!el || el.closest("script, style")) { continue; }
+    const text = node.textContent;
+    const machine = /(^|[^\\w~.$])(\\/(work|tmp|home|root|Users)\\/\\S*|\\/\\S*\\.cache\\/mrfbook\\S*)/.exec(text);
+    if (machine) { paths.push(`${machine[2].slice(0, 80)} in "${text.trim().slice(0, 80)}"`); }
+    if (el.closest("pre, code, a, nav, .MathJax, .MathJax_Preview, mjx-container, .cell_input") || !el.closest(prose)) {
+      continue;
+    }
+    for (const m of text.matchAll(chapterWord)) {
+      chapters.push(`"${m[0]}" in "${text.trim().slice(0, 80)}"`);
+    }
+  }
+  return {small, uncaptioned, cut, chapters, paths};
+}
 """
 
 _MOVE_SLIDERS_JS = """
@@ -339,6 +411,17 @@ def check_page(driver, origin: str, root: Path, page: str, screenshot_dir: Path 
     for text in found["stderr"]:
         report.add("cell error", "Traceback on stderr: " + text.splitlines()[-1])
 
+    for detail in found["small"]:
+        report.add("small image", detail + " (not a link to itself)")
+    for detail in found["cut"]:
+        report.add("cut off", "printed output wider than its box, neither scrolling nor wrapped: " + detail)
+    for detail in found["uncaptioned"]:
+        report.add("no caption", detail)
+    for detail in found["chapters"]:
+        report.add("chapter without link", detail)
+    for detail in found["paths"]:
+        report.add("machine path", detail)
+
     report.n_sliders = found["sliders"]
     if report.n_sliders:
         for slider in driver.execute_async_script(_MOVE_SLIDERS_JS):
@@ -388,21 +471,41 @@ def _slider_html(name: str, working: bool) -> str:
 
 
 def _write_site(folder: Path) -> None:
+    """good.html passes every check; bad.html fails each once (see the tests below)."""
     (folder / "img").mkdir(parents=True)
     (folder / "img" / "ok.png").write_bytes(_png((0, 160, 0)))
     page = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head><body>{body}</body></html>"
+    (folder / "img" / "big.png").write_bytes(_png((0, 0, 160), size=400))
+    long_line = "x = " + "1234567890 " * 40
     (folder / "good.html").write_text(page.format(title="good", body=(
-        "<h1>Good</h1><img src='img/ok.png'><a href='bad.html#top'>other page</a><a href='img/'>folder</a>"
-        "<a href='https://example.invalid/x.html'>external</a>"
+        "<main><article><h1>Good</h1><img src='img/ok.png'><a href='bad.html#top'>other page</a>"
+        "<a href='img/'>folder</a><a href='https://example.invalid/x.html'>external</a>"
         "<script async src='https://cdn.example.invalid/lib.js'></script>"
         "<div class='cell_output'><div class='output stderr'>a warning, no traceback</div></div>"
-        + _slider_html("fine", True))))
+        # a wide figure shown small, but a link to itself, with a caption
+        "<div class='cell_output'><figure><a class='mrf-zoom' href='img/big.png'>"
+        "<img src='img/big.png' style='width:100px'></a><figcaption>Fig. 1.1 A caption.</figcaption></figure></div>"
+        # an image shown small that links to its own file (no class needed)
+        "<p><a href='img/big.png'><img src='img/big.png' style='width:50px'></a></p>"
+        # a long printed line that scrolls, and one that wraps
+        f"<pre style='width:200px;overflow-x:auto'>{long_line}</pre>"
+        f"<pre style='width:200px;white-space:pre-wrap'>{long_line}</pre>"
+        # chapter numbers: linked in prose; free in code and printed output
+        "<p>As <a href='good.html'>chapter 3</a> and chapters <a href='good.html'>8</a>-"
+        "<a href='good.html'>9</a> show; <code>chapter 4</code> is code.</p><pre>see chapter 5</pre>"
+        "<p>The cache defaults to <code>~/.cache/mrfbook</code> or <code>$MRFBOOK_CACHE/x</code>; "
+        "see https://example.invalid/home/x.</p>"
+        + _slider_html("fine", True) + "</article></main>")))
     (folder / "img" / "index.html").write_text(page.format(title="folder", body="index"))
     (folder / "bad.html").write_text(page.format(title="bad", body=(
         "<h1 id='top'>Bad</h1><img src='img/missing.png'><a href='nothere.html'>broken</a>"
         "<div class='cell_output'><div class='output traceback highlight-ipythontb'><pre>"
         "Traceback (most recent call last)\nZeroDivisionError: division by zero</pre></div></div>"
         + _slider_html("stuck", False)
+        + "<div class='cell_output'><img src='img/big.png' style='width:100px'></div>"  # small, no link, no caption
+        + f"<pre style='width:200px;overflow:visible;white-space:pre'>{long_line}</pre>"  # cut off
+        + "<div class='admonition'><p>As chapter 5 shows, and Chapters 8-9.</p></div>"  # no link
+        + "<p>Figures written to /work/main/_build/x.json and /root/.cache/mrfbook/r.json.</p>"
         + "<script>throw new Error('boom from the page');</script>")))
 
 
@@ -420,7 +523,7 @@ def test_checker_passes_a_clean_page(driver, tiny_site, tmp_path):
     # The page asks for a script on another (unreachable) host and the browser for /favicon.ico:
     # both fail in the console, and both are noise that is not the page's fault.
     assert not report.problems, report.problems
-    assert report.n_images == 2 and report.n_sliders == 1 and report.n_links == 2
+    assert report.n_images == 4 and report.n_sliders == 1 and report.n_links == 4
     assert report.screenshot is not None and report.screenshot.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -428,12 +531,18 @@ def test_checker_catches_every_kind_of_problem(driver, tiny_site):
     url, folder = tiny_site
     report = check_page(driver, url, folder, "bad.html")
     text = "\n".join(report.problems)
-    assert report.kinds() == {"image", "broken link", "cell error", "slider", "console"}, text
+    assert report.kinds() == {"image", "broken link", "cell error", "slider", "console", "small image", "cut off",
+                              "no caption", "chapter without link", "machine path"}, text
     assert "img/missing.png" in text  # the missing image (its 404 is ours: also a console error)
     assert "nothere.html" in text
     assert "ZeroDivisionError" in text
     assert "stuck: the image did not change" in text
     assert "boom from the page" in text
+    assert "small image: big.png shown at 100 of 400 px" in text
+    assert sum(p.startswith("no caption") for p in report.problems) == 1  # the sliders are not cell outputs
+    assert sum(p.startswith("cut off") for p in report.problems) == 1
+    assert '"chapter 5"' in text and '"Chapters 8"' in text
+    assert "/work/main/_build/x.json" in text and "/root/.cache/mrfbook/r.json" in text
     missing = check_page(driver, url, folder, "absent.html")
     assert missing.kinds() == {"missing page"}
 
@@ -464,8 +573,11 @@ def test_foreign_noise_filter_is_specific():
 
 def test_toc_lists_the_chapters():
     files = toc_files()
-    assert files[0] == "book/01_introduction"
+    assert files[0] == "book/index", "the cover page is the root"
+    chapters = [f for f in files if re.match(r"book/\d\d_", f)]
+    assert chapters == sorted(chapters) and chapters[0] == "book/01_introduction", chapters
     assert "book/cli" in files and "book/running_live" in files and "book/execution_status" in files
+    assert "book/notation" in files and "book/bibliography" in files
 
 
 @pytest.mark.parametrize("page", toc_pages())

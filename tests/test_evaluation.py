@@ -220,7 +220,8 @@ def test_synthetic_test_matching_only(dictionaries):
     assert not grid & set(zip(test.t1_ms.tolist(), test.t2_ms.tolist()))
     # baseline: capped at n, exact brute force agrees with the fast exact matcher on noiseless atoms
     assert res.baseline_n == test.n_atoms
-    assert res.baseline_agrees == 1.0
+    assert res.baseline_agrees == 1.0  # the timed brute force is float64: the exact matcher's answers
+    assert 0.0 <= res.baseline_float32_agrees <= 1.0  # float32 is run alongside, untimed
     assert res.baseline_seconds > 0 and res.seconds["matching"] > 0
     # scores are the metrics of those estimates
     s = res.scores()
@@ -238,6 +239,13 @@ def test_synthetic_test_baseline_subset(dictionaries):
     res = ev.synthetic_test({}, train, test, baseline_n=7)
     assert res.baseline_n == 7
     assert res.baseline_agrees in {k / 7 for k in range(8)}
+
+
+def test_fresh_network_is_read_from_its_folder_or_absent(tmp_path, sequence):
+    assert ev.fresh_network(sequence, models_dir=tmp_path) == {}  # no models/paper_resnet_fresh there
+    shipped = ev.fresh_network(sequence)  # the repository's
+    if shipped:
+        assert list(shipped) == [ev.FRESH_NETWORK] and shipped[ev.FRESH_NETWORK].folder.name == ev.FRESH_FOLDER
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.0, True, "10", None])

@@ -153,8 +153,8 @@ def test_map_comparison_layout_and_shared_colour_limits(maps):
                     continue
                 assert len(ax.images) == 1
                 assert ax.images[0].get_clim() == limits[j]
-        # titles carry the method name and the RMSE over the mask
-        assert "method A" in grid[1, 0].get_title()
+        # each row is labelled with its method (on the left), each error panel's title is its RMSE over the mask
+        assert "method A" in grid[1, 0].get_ylabel()
         assert "RMSE 30.0 ms" in grid[1, 1].get_title()
         assert "RMSE 4.0 ms" in grid[1, 3].get_title()
         assert "RMSE 0.0 ms" in grid[2, 1].get_title()  # background garbage does not count

@@ -7,12 +7,15 @@ that each row's number can be traced back to one entry.
 import copy
 import re
 
+import numpy as np
 import pytest
 
 from mrfbook.analysis.experiments import SUMMARY_FORMAT, storage_comparison
 from mrfbook.nn.runs import network_configs
 from mrfbook.paper import PAPER, paper_value
 from mrfbook.report.reproduction import (
+    GROUPS,
+    VERDICT_RULES,
     claims_by_setting,
     covered_paper_keys,
     paper_number_keys,
@@ -112,7 +115,10 @@ def test_every_paper_number_has_a_row(rows):
 
 def test_rows_have_the_documented_fields(rows):
     for r in rows:
-        assert set(r) == {"figure", "quantity", "keys", "paper", "book", "book_value", "conditions", "difference"}
+        assert set(r) == {"figure", "group", "quantity", "keys", "paper", "book", "book_value", "conditions",
+                          "difference", "kind", "holds"}
+        assert r["group"] in GROUPS and r["kind"] in VERDICT_RULES
+        assert (r["holds"] is None) == (r["kind"] in ("baseline", "setting"))
         assert type(r["book_value"]) is float
         assert r["difference"] and r["conditions"]
         assert all(isinstance(k, tuple) for k in r["keys"])
@@ -344,3 +350,62 @@ def test_claims_by_setting_refuses_bad_thresholds(summary):
         claims_by_setting(summary, close_db=0)
     with pytest.raises(ValueError, match="lift_db"):
         claims_by_setting(summary, lift_db="x")
+
+
+# -- verdicts, groups, the fresh-tissue network, margins -------------------------------------------------
+def test_row_verdicts_follow_the_books_rules(summary, rows):
+    # hand-made summary: synthetic 1.3 / 0.8 ms against the paper's 0.659 / 0.491 -> errors do not hold
+    assert _row(rows, "synthetic", "t1_rmse_ms")["holds"] is False
+    # full sampling: T2 SNR gain +5.5 dB against the paper's +7.9 (more than 1 dB below) -> does not hold
+    assert _row(rows, "full_sampling", "t2_snr_gain_db")["holds"] is False
+    better = copy.deepcopy(summary)
+    better["synthetic"]["scores"]["paper network"]["t1_rmse_ms"] = 0.70  # within 1.1x of 0.659
+    better["full_sampling"]["scores"]["paper network"]["t2_snr_db"] = 22.0 + 7.0  # +7.0 dB: within 1 dB
+    r2 = reproduction_rows(better)
+    assert _row(r2, "synthetic", "t1_rmse_ms")["holds"] is True
+    assert _row(r2, "full_sampling", "t2_snr_gain_db")["holds"] is True
+    # competing methods' figures carry no verdict; every group is used, in the documented order
+    assert _row(rows, "undersampled", "flor", "t1_snr_db")["holds"] is None
+    assert [g for g in GROUPS if any(r["group"] == g for r in rows)] == list(GROUPS)
+    assert _row(rows, "storage", "network_mb")["group"] == "storage"
+    assert _row(rows, "speed", "speedup_80k")["group"] == "speed"
+    assert _row(rows, "undersampled", "proposed", "t2_snr_db")["group"] == "15 % of k-space"
+
+
+def test_speedup_row_quotes_the_paper_and_derives_the_ratio(rows):
+    r = _row(rows, "speed", "speedup_80k")
+    assert r["paper"].startswith("53x as stated") and "56.6x" in r["paper"]
+    assert "53× faster than 464.1 s" in r["difference"]
+
+
+def test_rows_for_a_phantom_only_network_use_its_training_record(summary):
+    s = copy.deepcopy(summary)
+    fresh = "paper network, fresh tissues"
+    s["networks"][fresh] = dict(s["networks"]["paper network"],
+                                recorded_test={"t1_rmse_ms": 0.8, "t2_rmse_ms": 0.335, "t1_r2": 0.9999995,
+                                               "t2_r2": 0.9999996})
+    s["full_sampling"]["scores"][fresh] = _map_score(34.0, 28.0, 14.0, 1.6, 0.0, 1.2)
+    s["undersampled"]["scores"][f"low-rank + {fresh}"] = _map_score(30.0, 19.0, 50.0, 7.0, 12.0, 1.1)
+    for st in s["settings"]:
+        st["scores"][f"low-rank + {fresh}"] = _map_score(30.0, 19.0, 50.0, 7.0, 12.0, 1.1)
+    rows = reproduction_rows(s, fresh)
+    assert _row(rows, "synthetic", "t2_rmse_ms")["book_value"] == 0.335
+    assert _row(rows, "synthetic", "t2_rmse_ms")["holds"] is True  # 0.335 <= 1.1 x 0.491
+    assert np.isnan(_row(rows, "speed", "network_80k_s")["book_value"])  # not timed on the synthetic grid
+    assert _row(rows, "speed", "network_80k_s")["holds"] is None
+    assert _row(rows, "undersampled", "proposed", "t2_snr_db")["book_value"] == 19.0
+    claims = qualitative_claims(s, net=fresh)
+    assert claims[0]["holds"] and "0.80 / 0.34 ms" in claims[0]["book"]
+    assert len(claims_by_setting(s, net=fresh)) == 2
+    with pytest.raises(ValueError, match="does not evaluate"):
+        reproduction_rows(s, "no such network")
+
+
+def test_claims_carry_their_margins(summary):
+    claims = qualitative_claims(summary)
+    assert claims[1]["margin"].startswith("+5.5 dB")  # full-sampling gain 27.5 - 22.0
+    assert claims[2]["margin"].startswith("+1.0 dB")  # smaller lift 11.0 - 10
+    assert claims[3]["margin"].startswith("+1.3 dB")  # 3 - 1.7
+    by = claims_by_setting(summary)
+    assert by[0]["lift_margin_db"] == pytest.approx(1.0) and by[0]["close_margin_db"] == pytest.approx(1.3)
+    assert by[1]["close_margin_db"] < 0 and not by[1]["close_holds"]

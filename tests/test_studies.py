@@ -87,6 +87,25 @@ def test_noise_study_rows_exact_when_clean_and_worse_with_noise(on_grid_tissues,
         noise_study(object(), grid_dictionary, {}, [10.0])
 
 
+def test_noise_study_one_noise_level_for_every_signature(on_grid_tissues, grid_dictionary):
+    """Image SNR: one sigma from the power of all signatures (PD = 1), the same for weak and strong ones."""
+    from mrfbook.physics.noise import add_white_noise, image_noise_sigma
+
+    atoms = np.asarray(on_grid_tissues.atoms)
+    rows = noise_study(on_grid_tissues, grid_dictionary, {}, [np.inf, 20.0], seed=5)
+    assert rows[0]["sigma"] == 0.0
+    power = np.mean(np.abs(atoms.astype(np.complex128)) ** 2)
+    assert rows[1]["sigma"] == pytest.approx(np.sqrt(power / 10 ** 2.0), rel=1e-9)
+    assert rows[1]["sigma"] == pytest.approx(image_noise_sigma(atoms[:, None, :], 20.0), rel=1e-12)
+    # the study's noise is add_white_noise at that sigma, seeded [seed, i]: one level for every row
+    noisy = add_white_noise(atoms, rows[1]["sigma"], seed=[5, 1])
+    resid = noisy - atoms
+    norms = np.linalg.norm(atoms, axis=1)
+    weak, strong = norms < np.median(norms), norms >= np.median(norms)
+    for part in (weak, strong):
+        assert np.sqrt(np.mean(np.abs(resid[part]) ** 2)) == pytest.approx(rows[1]["sigma"], rel=0.05)
+
+
 def test_network_footprint(tiny_network, on_grid_tissues):
     stack = on_grid_tissues.atoms[:100].reshape(10, 10, -1).astype(np.complex64)
     mask = np.ones((10, 10), bool)

@@ -38,6 +38,9 @@ from mrfbook.utils.timing import Stopwatch
 
 __all__ = [
     "run_reproduction",
+    "FRESH_NETWORK",
+    "fresh_network",
+    "reproduction_summary",
     "MethodMaps",
     "SyntheticTest",
     "synthetic_test",
@@ -59,7 +62,30 @@ __all__ = [
     "evaluate_on_dictionary",
 ]
 
-SUMMARY_FORMAT = "mrfbook-reproduction/2"
+SUMMARY_FORMAT = "mrfbook-reproduction/3"
+
+#: Display name and folder of the paper network fine-tuned on fresh, off-grid tissues (chapter 7). It is
+#: evaluated on the phantoms next to the paper network; the reproduction's network stays the paper
+#: network, trained with the paper's recipe.
+FRESH_NETWORK = "paper network, fresh tissues"
+FRESH_FOLDER = "paper_resnet_fresh"
+
+
+def fresh_network(sequence: Any, models_dir: str | os.PathLike | None = None) -> dict[str, ShippedNetwork]:
+    """``{FRESH_NETWORK: ShippedNetwork}`` read from ``models/paper_resnet_fresh``, or ``{}`` if it is not there.
+
+    Its accuracy on the shifted test grid is the one its training run recorded
+    (``info()["recorded_test"]``, the same 80,100 tissues and metric as :func:`synthetic_test`).
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    from mrfbook.nn.runs import default_models_dir, read_run_folder
+
+    root = Path(models_dir) if models_dir is not None else default_models_dir()
+    folder = root / FRESH_FOLDER
+    if not (folder / "model.keras").is_file():
+        return {}
+    return {FRESH_NETWORK: read_run_folder(folder, expected_sequence=sequence)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -91,13 +117,16 @@ class SyntheticTest:
     seconds : dict
         ``{method: wall seconds}`` to map all N signatures.
     baseline_seconds : float
-        Brute-force matching (one inner product per atom, the paper's baseline) measured on
-        ``baseline_n`` signatures and scaled linearly to N.
+        Brute-force matching (one inner product per atom, the paper's baseline, in float64 so that it
+        gives the exact matcher's answers) measured on ``baseline_n`` signatures and scaled linearly to N.
     baseline_n : int
         Signatures the baseline was actually timed on.
     baseline_agrees : float
         Fraction of those signatures for which the brute-force matcher picks an atom with the same
         (T1, T2) as the fast exact matcher.
+    baseline_float32_agrees : float
+        The same fraction for a float32 brute force (scores rounded to float32: on the shifted grid
+        the best atoms of a test tissue often differ by less than that rounding); NaN if not run.
     """
 
     t1_ms: np.ndarray
@@ -107,6 +136,7 @@ class SyntheticTest:
     baseline_seconds: float
     baseline_n: int
     baseline_agrees: float
+    baseline_float32_agrees: float = float("nan")
 
     @property
     def n(self) -> int:
@@ -132,7 +162,9 @@ def synthetic_test(networks: Mapping[str, Any], dictionary: Any, test_dictionary
     test_dictionary : mrfbook.physics.dictionary.Dictionary
         The shifted test grid (no (T1, T2) pair in common with ``dictionary``).
     baseline_n : int
-        Number of test signatures (>= 1) on which the brute-force matcher is timed.
+        Number of test signatures (>= 1) on which the brute-force matcher is timed (in float64,
+        the exact matcher's answers; a float32 brute force is run on the same signatures, untimed,
+        to show why float32 is not a valid reference here).
 
     Returns
     -------
@@ -160,14 +192,16 @@ def synthetic_test(networks: Mapping[str, Any], dictionary: Any, test_dictionary
     m = min(baseline_n, n)
     rows = np.random.default_rng(0).choice(n, size=m, replace=False)
     with Stopwatch() as sw:
-        brute = brute_force_match(x[rows], dictionary)
+        brute = brute_force_match(x[rows], dictionary, dtype=np.float64)
     baseline_s = sw.seconds * n / m
     same = (brute.t1_ms == res.t1_ms[rows]) & (brute.t2_ms == res.t2_ms[rows])
+    brute32 = brute_force_match(x[rows], dictionary, dtype=np.float32)
+    same32 = (brute32.t1_ms == res.t1_ms[rows]) & (brute32.t2_ms == res.t2_ms[rows])
     return SyntheticTest(
         t1_ms=np.asarray(test_dictionary.t1_ms, dtype=np.float64),
         t2_ms=np.asarray(test_dictionary.t2_ms, dtype=np.float64),
         estimates=estimates, seconds=seconds, baseline_seconds=float(baseline_s), baseline_n=m,
-        baseline_agrees=float(np.mean(same)),
+        baseline_agrees=float(np.mean(same)), baseline_float32_agrees=float(np.mean(same32)),
     )
 
 
@@ -648,6 +682,7 @@ def summarise_reproduction(*, signature: str, synthetic: SyntheticTest, full: Ma
             "baseline_seconds": synthetic.baseline_seconds,
             "baseline_n": synthetic.baseline_n,
             "baseline_agrees": synthetic.baseline_agrees,
+            "baseline_float32_agrees": synthetic.baseline_float32_agrees,
         },
         "full_sampling": {"n_tissue": int(phantom.tissue_mask.sum()),
                           "scores": {k: map_scores(v, phantom) for k, v in full.items()}},
@@ -703,28 +738,74 @@ def load_summary(signature: str, path: str | os.PathLike | None = None) -> dict[
 
 
 def run_reproduction(networks: Mapping[str, ShippedNetwork], dictionary: Any, test_dictionary: Any,
-                     phantoms: Mapping[str, Any]) -> dict[str, Any]:
+                     phantoms: Mapping[str, Any],
+                     phantom_networks: Mapping[str, ShippedNetwork] | None = None) -> dict[str, Any]:
     """Run every experiment of chapter 8 in one call and return :func:`summarise_reproduction`'s dict.
 
     ``phantoms`` maps names to :class:`mrfbook.physics.phantom.TissueMaps`; its "brain" entry is the
     book's phantom of the full-sampling and main 15 % experiments, the :data:`SETTINGS` name the others.
-    Chapter 9 calls it when chapter 8's saved summary is missing or stale.
+    ``phantom_networks`` (e.g. :func:`fresh_network`) are evaluated on the phantoms only; their
+    synthetic-grid accuracy is their training record. Chapter 9 calls it when chapter 8's saved summary
+    is missing or stale.
 
     Explained in chapter 9, book/09_reproduction.md.
     """
     from mrfbook.nn.runs import runtime_info
 
+    extra = dict(phantom_networks or {})
     models = {k: v.model for k, v in networks.items()}
+    phantom_models = {**models, **{k: v.model for k, v in extra.items()}}
     phantom = phantoms["brain"]
     synthetic = synthetic_test(models, dictionary, test_dictionary)
-    stack, full = full_sampling_maps(phantom, dictionary, models)
-    settings = undersampled_settings(phantoms, dictionary, models, SETTINGS, truths={"brain": stack})
+    stack, full = full_sampling_maps(phantom, dictionary, phantom_models)
+    settings = undersampled_settings(phantoms, dictionary, phantom_models, SETTINGS, truths={"brain": stack})
     under = settings[SETTINGS[0]]
     storage = storage_comparison(dictionary.n_atoms, dictionary.n_timepoints, network_configs(networks))
-    return summarise_reproduction(signature=inputs_signature(networks, dictionary, test_dictionary), synthetic=synthetic,
+    every = {**networks, **extra}
+    return summarise_reproduction(signature=inputs_signature(every, dictionary, test_dictionary), synthetic=synthetic,
                                   full=full, undersampled=under, phantom=phantom, storage=storage,
-                                  network_info={k: v.info() for k, v in networks.items()}, machine=runtime_info(),
+                                  network_info={k: v.info() for k, v in every.items()}, machine=runtime_info(),
                                   settings=settings, phantoms=phantoms)
+
+
+def reproduction_summary(dictionary: Any = None, test_dictionary: Any = None, *,
+                         save: bool = True) -> tuple[dict[str, Any], bool]:
+    """Chapter 8's saved summary if it matches the current inputs, else a new run of its experiments.
+
+    The inputs are the shipped networks (:func:`mrfbook.nn.runs.shipped_networks`), the fresh-tissue
+    network (:func:`fresh_network`), the two dictionaries and the library source
+    (:func:`inputs_signature`); a new run (:func:`run_reproduction`, several minutes on a CPU) evaluates
+    the fresh-tissue network on the phantoms as chapter 8 does, and is saved when ``save``.
+
+    Parameters
+    ----------
+    dictionary, test_dictionary : Dictionary, optional
+        Default the cached paper grid and shifted test grid.
+    save : bool
+        Save a new run's summary (:func:`save_summary`) for the pages that follow.
+
+    Returns
+    -------
+    (dict, bool)
+        The summary, and whether it was loaded (True) or computed by this call (False).
+
+    Explained in chapter 9, book/09_reproduction.md.
+    """
+    from mrfbook.nn.runs import shipped_networks
+    from mrfbook.physics.dictionary import cached_dictionary
+
+    dictionary = cached_dictionary() if dictionary is None else dictionary
+    test_dictionary = cached_dictionary(grid="test") if test_dictionary is None else test_dictionary
+    shipped = shipped_networks(dictionary.sequence)
+    fresh = fresh_network(dictionary.sequence)
+    summary = load_summary(inputs_signature({**shipped, **fresh}, dictionary, test_dictionary))
+    if summary is not None:
+        return summary, True
+    summary = run_reproduction(shipped, dictionary, test_dictionary, evaluation_phantoms(dictionary.sequence),
+                               phantom_networks=fresh)
+    if save:
+        save_summary(summary)
+    return summary, False
 
 
 def evaluate_on_dictionary(model: Any, dictionary: Any, *, batch_size: int = 4096,

@@ -5,7 +5,8 @@ against the true values, :mod:`mrfbook.metrics`) on tissues of the shifted test 
 no test pair lies on the training grid.
 
 - :func:`noise_study`: dictionary matching and trained networks on the same noisy
-  signatures, SNR by SNR (noise model of :func:`mrfbook.physics.noise.add_signature_noise`).
+  signatures, image SNR by image SNR (one noise level for every signature, the book's noise
+  definition: :func:`mrfbook.physics.noise.image_noise_sigma`, :func:`mrfbook.physics.noise.add_white_noise`).
 - :func:`network_footprint`: weights, size on disk and CPU time for a parameter map.
 - :func:`scale_flip_angles`, :func:`robustness_study`: a network trained on one sequence
   applied to signatures of another, next to matching with the wrong and the right dictionary.
@@ -76,11 +77,16 @@ def noise_study(
     seed: int = 0,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Accuracy of dictionary matching and of networks as the SNR of the signatures falls.
+    """Accuracy of dictionary matching and of networks as the image SNR falls.
 
-    At each SNR, every signature of ``tissues`` receives circular complex Gaussian noise at
-    that SNR (:func:`mrfbook.physics.noise.add_signature_noise`; ``inf`` = the clean atoms), and
-    the *same* noisy signatures go to exact dictionary matching
+    The test signatures are treated as the pixels of one image, each at proton density 1 (the
+    raw atoms of ``tissues``), and the noise follows the book's one definition, at the image
+    (:mod:`mrfbook.physics.noise`): at an image SNR of ``x`` dB, one noise level ``sigma``
+    (:func:`mrfbook.physics.noise.image_noise_sigma` over all test signatures and all frames) is
+    added to every sample of every signature (:func:`mrfbook.physics.noise.add_white_noise`,
+    circular complex white Gaussian noise; ``inf`` = the clean atoms). As in a scan, a weak
+    fingerprint (short T2, little signal) therefore gets a lower SNR of its own than a strong one.
+    The *same* noisy signatures go to exact dictionary matching
     (:func:`mrfbook.recon.matching.match_signatures`) and to every network
     (:func:`mrfbook.nn.inference.predict_parameters`, default ``complex_mode="dephase"``).
     Every test signature carries signal, and the question is how far each estimate goes, so
@@ -91,14 +97,14 @@ def noise_study(
     Parameters
     ----------
     tissues : Dictionary
-        Test signatures (K, L) and their true T1, T2 (ms), e.g. a random subset of the
-        shifted test grid simulated with the networks' training sequence.
+        Test signatures (K, L) at proton density 1 and their true T1, T2 (ms), e.g. a random
+        subset of the shifted test grid simulated with the networks' training sequence.
     dictionary : Dictionary
         Matching dictionary (same sequence).
     networks : mapping name -> TrainedModel
         Networks to evaluate (already checked against the sequence when loaded).
     snrs_db : sequence of float
-        SNRs in dB; ``float("inf")`` for no noise. Finite values must be finite numbers.
+        Image SNRs in dB; ``float("inf")`` for no noise. Finite values must be finite numbers.
     seed : int
         Noise at the i-th SNR is drawn from ``default_rng([seed, i])``.
     progress : bool
@@ -107,14 +113,14 @@ def noise_study(
     Returns
     -------
     list of dict
-        One row per (SNR, method): ``snr_db`` (float, inf for clean), ``method``
-        ("matching" or the network's name), ``seconds`` (wall time of the estimate), and the
-        keys of :func:`accuracy`.
+        One row per (SNR, method): ``snr_db`` (float, inf for clean), ``sigma`` (the noise level
+        per complex sample, in the atoms' units; 0 when clean), ``method`` ("matching" or the
+        network's name), ``seconds`` (wall time of the estimate), and the keys of :func:`accuracy`.
 
     Explained in chapter 10, book/10_beyond.md.
     """
     from mrfbook.nn.inference import predict_parameters
-    from mrfbook.physics.noise import add_signature_noise
+    from mrfbook.physics.noise import add_white_noise, image_noise_sigma
     from mrfbook.recon.matching import match_signatures
 
     _check_tissues(tissues)
@@ -130,15 +136,21 @@ def noise_study(
 
         it = tqdm(it, desc="SNR", unit="level")
     for i, snr in it:
-        x = atoms if np.isinf(snr) else add_signature_noise(atoms, snr, np.random.default_rng([seed, i]))
+        if np.isinf(snr):
+            x, sigma = atoms, 0.0
+        else:
+            sigma = image_noise_sigma(atoms[:, None, :], snr)  # the signatures as the pixels of one image
+            x = add_white_noise(atoms, sigma, seed=[seed, i])
         with Stopwatch() as watch:
             res = match_signatures(x, dictionary, min_snr=0.0)
         est = np.stack([res.t1_ms, res.t2_ms], axis=1)
-        rows.append({"snr_db": snr, "method": "matching", "seconds": watch.seconds, **accuracy(est, t1, t2)})
+        rows.append({"snr_db": snr, "sigma": sigma, "method": "matching", "seconds": watch.seconds,
+                     **accuracy(est, t1, t2)})
         for name, net in networks.items():
             with Stopwatch() as watch:
                 est = predict_parameters(net, x)
-            rows.append({"snr_db": snr, "method": str(name), "seconds": watch.seconds, **accuracy(est, t1, t2)})
+            rows.append({"snr_db": snr, "sigma": sigma, "method": str(name), "seconds": watch.seconds,
+                         **accuracy(est, t1, t2)})
     return rows
 
 

@@ -95,8 +95,10 @@ def static_slider_html(
     Returns
     -------
     str
-        A self-contained ``<div class="mrf-static-slider">`` with inline PNGs (base64) and a
-        few lines of JavaScript.
+        A self-contained ``<div class="mrf-static-slider full-width">`` with inline PNGs (base64)
+        and a few lines of JavaScript.  The title is the caption of a ``<figure>``; the image
+        spans the whole block (which the book's theme widens into the margin on wide screens)
+        and is a link: a click shows it at full size (the book's ``readable_figures`` script).
     """
     if len(figures) == 0:
         raise ValueError("figures: at least one figure is required")
@@ -109,19 +111,22 @@ def static_slider_html(
     element_id = f"mrf-slider-{name}"
     payload = html.escape(json.dumps({"sources": sources, "labels": labels_text}), quote=True)
     return f"""
-<div class="mrf-static-slider" id="{element_id}" data-name="{html.escape(name)}" data-payload="{payload}"
-     style="border:1px solid #ccc;border-radius:6px;padding:0.6em;margin:0.6em 0;">
-  <div style="font-weight:600;margin-bottom:0.3em;">{html.escape(title)}</div>
+<div class="mrf-static-slider full-width" id="{element_id}" data-name="{html.escape(name)}" data-payload="{payload}"
+     style="border:1px solid #ccc;border-radius:6px;padding:0.6em;margin:0.6em 0;box-sizing:border-box;">
+<figure style="margin:0;">
+  <figcaption class="mrf-slider-title" style="font-weight:600;margin-bottom:0.3em;">{html.escape(title)}</figcaption>
   <label style="display:flex;gap:0.8em;align-items:center;">
     <span>{html.escape(slider_label)}:</span>
     <input type="range" class="mrf-slider-input" min="0" max="{len(sources) - 1}" step="1" value="0"
            aria-label="{html.escape(slider_label)}" style="flex:1;max-width:420px;">
     <span class="mrf-slider-value" style="font-family:monospace;">{html.escape(labels_text[0])}</span>
   </label>
+  <a class="mrf-zoom" href="#{element_id}" title="Open the figure at full size" style="display:block;">
   <img class="mrf-slider-image" src="{sources[0]}" alt="{html.escape(title)}: {html.escape(labels_text[0])}"
-       style="max-width:100%;margin-top:0.4em;">
+       style="width:100%;max-width:100%;height:auto;margin-top:0.4em;"></a>
   <div style="font-size:0.85em;color:#666;">Precomputed figures: this control works in the static page,
-    without a Python kernel.</div>
+    without a Python kernel. Click the image to see it at full size.</div>
+</figure>
 </div>
 <script>
 (function () {{
