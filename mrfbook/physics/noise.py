@@ -78,16 +78,11 @@ def add_noise(data: np.ndarray, snr_db: float, seed: int | None = 0, *,
         mask = np.asarray(mask)
         if mask.shape != data.shape or mask.dtype != bool:
             raise ValueError(f"mask must be a bool array of shape {data.shape}")
-    out = data.astype(np.complex64, copy=True)
-    n = int(mask.sum())
-    if n == 0:
-        return out
-    power = float(np.mean(np.abs(out[mask].astype(np.complex128)) ** 2))
-    sigma = np.sqrt(power / 10.0 ** (snr_db / 10.0))
-    rng = np.random.default_rng(seed)
-    noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) * (sigma / np.sqrt(2.0))
-    out[mask] += noise.astype(np.complex64)
-    return out
+    if not mask.any():
+        return data.astype(np.complex64, copy=True)
+    # power of the complex64 values the noise is added to (as the output holds them)
+    power = float(np.mean(np.abs(data[mask].astype(np.complex64).astype(np.complex128)) ** 2))
+    return add_white_noise(data, np.sqrt(power / 10.0 ** (snr_db / 10.0)), seed, mask=mask)
 
 
 def image_noise_sigma(images: np.ndarray, snr_db: float, mask: np.ndarray | None = None) -> float:
@@ -163,12 +158,7 @@ def add_white_noise(data: np.ndarray, sigma: float, seed: int | None = 0, *,
     data = np.asarray(data)
     if not np.all(np.isfinite(data)):
         raise ValueError("data must be finite (found NaN or inf)")
-    try:
-        sigma = float(sigma)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}") from exc
-    if not (np.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    sigma = check_nonnegative("sigma", sigma)
     if mask is None:
         mask = np.ones(data.shape, dtype=bool)
     else:
