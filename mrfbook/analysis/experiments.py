@@ -58,11 +58,16 @@ __all__ = [
     "summarise_reproduction",
     "save_summary",
     "load_summary",
+    "add_network_maps",
+    "common_scores",
+    "REFINED_NETWORK",
+    "refined_network",
+    "phantom_only_networks",
     "summary_path",
     "evaluate_on_dictionary",
 ]
 
-SUMMARY_FORMAT = "mrfbook-reproduction/3"
+SUMMARY_FORMAT = "mrfbook-reproduction/4"
 
 #: Display name and folder of the paper network fine-tuned on fresh, off-grid tissues (chapter 7). It is
 #: evaluated on the phantoms next to the paper network; the reproduction's network stays the paper
@@ -86,6 +91,38 @@ def fresh_network(sequence: Any, models_dir: str | os.PathLike | None = None) ->
     if not (folder / "model.keras").is_file():
         return {}
     return {FRESH_NETWORK: read_run_folder(folder, expected_sequence=sequence)}
+
+
+#: Display name and folder of the network for real inputs (chapter 11): a small network in the
+#: dictionary's subspace, a model fit and a learned correction, trained on restored fingerprints of
+#: random phantoms. Evaluated on the phantoms next to the paper network.
+REFINED_NETWORK = "refined network"
+REFINED_FOLDER = "refined_network"
+
+
+def refined_network(sequence: Any, models_dir: str | os.PathLike | None = None) -> dict[str, ShippedNetwork]:
+    """``{REFINED_NETWORK: ShippedNetwork}`` read from ``models/refined_network``, or ``{}`` if it is not there.
+
+    Its accuracy on the shifted test grid is the one recorded when it was saved
+    (``info()["recorded_test"]``, the same 80,100 tissues and metric as :func:`synthetic_test`).
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    from mrfbook.nn.runs import default_models_dir, read_run_folder
+
+    root = Path(models_dir) if models_dir is not None else default_models_dir()
+    folder = root / REFINED_FOLDER
+    if not (folder / "model.npz").is_file():
+        return {}
+    return {REFINED_NETWORK: read_run_folder(folder, expected_sequence=sequence)}
+
+
+def phantom_only_networks(sequence: Any, models_dir: str | os.PathLike | None = None) -> dict[str, ShippedNetwork]:
+    """The networks chapter 8 evaluates on the phantoms only: :func:`fresh_network` and :func:`refined_network`.
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    return {**fresh_network(sequence, models_dir), **refined_network(sequence, models_dir)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -458,9 +495,11 @@ def undersampled_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any]
         weight, rule = float(lam), "given"
     lr, lr_s = _restore(kspace, op, "lowrank", weight, None)
     fl, fl_s = _restore(kspace, op, "flor", weight, dictionary)
-    lr_info = {"lam": lr.lam, "lam_rule": rule, "iterations": lr.n_iter, "converged": lr.converged}
-    fl_info = {"lam": fl.lam, "lam_rule": rule, "iterations": fl.n_iter, "converged": fl.converged}
     lr_err, fl_err = lr.extra.get("error_level"), fl.extra.get("error_level")
+    lr_info = {"lam": lr.lam, "lam_rule": rule, "iterations": lr.n_iter, "converged": lr.converged,
+               "error_level": lr_err}
+    fl_info = {"lam": fl.lam, "lam_rule": rule, "iterations": fl.n_iter, "converged": fl.converged,
+               "error_level": fl_err}
     maps = {
         "zero-filled + matching": _match(zf, dictionary, mask, zf_s),
         "FLOR": _match(fl.images, dictionary, mask, fl_s, flor=True, error_level=fl_err, info=fl_info),
@@ -472,6 +511,25 @@ def undersampled_maps(phantom: Any, dictionary: Any, networks: Mapping[str, Any]
                               sampling_fraction=float(masks.mean()), lowrank_iterations=int(lr.n_iter),
                               flor_iterations=int(fl.n_iter), lam_lowrank=float(lr.lam), lam_flor=float(fl.lam),
                               lam_rule=rule, pattern=pattern)
+
+
+def add_network_maps(name: str, model: Any, phantoms: Mapping[str, Any],
+                     settings: Mapping["UndersampledSetting", UndersampledResult], full: dict[str, MethodMaps],
+                     truth: np.ndarray) -> None:
+    """Map the stacks of finished experiments with one more network, in place.
+
+    Adds ``full[name]`` (the fully sampled ``truth`` of the brain phantom) and, in every setting's
+    result, ``maps["low-rank + <name>"]`` from the same low-rank restoration, with its error level
+    and timing, exactly as :func:`undersampled_maps` would have.
+
+    Explained in chapter 8, book/08_evaluation.md.
+    """
+    full[name] = _network(truth, model, phantoms["brain"].tissue_mask)
+    for setting, result in settings.items():
+        base = result.maps["low-rank + matching"]
+        info = {k: v for k, v in base.info.items() if k != "valid_fraction"}
+        result.maps[f"low-rank + {name}"] = _network(result.lowrank, model, phantoms[setting.phantom].tissue_mask,
+                                                     base.restore_s, error_level=info.get("error_level"), info=info)
 
 
 @dataclass(frozen=True)
@@ -622,12 +680,13 @@ def inputs_signature(networks: Mapping[str, ShippedNetwork], dictionary: Any, te
 
     Explained in chapter 9, book/09_reproduction.md.
     """
+    from mrfbook.nn.runs import model_file
     from mrfbook.utils.provenance import file_sha256
 
     h = hashlib.sha256()
     for name, model in networks.items():
         h.update(name.encode())
-        h.update(file_sha256(model.folder / "model.keras").encode())
+        h.update(file_sha256(model_file(model.folder)).encode())
     for d in (dictionary, test_dictionary):
         h.update(d.sequence.digest.encode())
         h.update(np.asarray(d.t1_ms, dtype=np.float64).tobytes())
@@ -704,7 +763,35 @@ def _undersampled_summary(result: UndersampledResult, phantom: Any) -> dict[str,
         "lowrank_iterations": result.lowrank_iterations,
         "flor_iterations": result.flor_iterations,
         "scores": {k: map_scores(v, phantom) for k, v in result.maps.items()},
+        "common_scores": common_scores(result.maps, phantom),
     }
+
+
+def common_scores(maps: Mapping[str, MethodMaps], phantom: Any) -> dict[str, dict[str, float]]:
+    """Every method's errors on the same pixels: those FLOR and every low-rank method mapped.
+
+    A method that leaves a hard pixel unmapped is not scored on it, so SNRs over each method's own
+    resolvable pixels compare different pixel sets; this puts them on one (zero-filled matching,
+    the baseline, is scored there too but does not shrink the set).
+
+    Returns
+    -------
+    dict
+        ``{method: {"n", "t1_rmse_ms", "t1_snr_db", "t2_rmse_ms", "t2_snr_db"}}``.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    mask = np.asarray(phantom.tissue_mask).copy()
+    for name, m in maps.items():
+        if (name == "FLOR" or name.startswith("low-rank + ")) and m.resolvable is not None:
+            mask &= np.asarray(m.resolvable)
+    out: dict[str, dict[str, float]] = {}
+    for name, m in maps.items():
+        out[name] = {"n": int(mask.sum())}
+        for key, est, ref in (("t1", m.t1_ms, phantom.t1_ms), ("t2", m.t2_ms, phantom.t2_ms)):
+            out[name][f"{key}_rmse_ms"] = metrics.rmse(est, ref, mask)
+            out[name][f"{key}_snr_db"] = metrics.snr_db(est, ref, mask)
+    return out
 
 
 def summary_path(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -772,10 +859,11 @@ def reproduction_summary(dictionary: Any = None, test_dictionary: Any = None, *,
                          save: bool = True) -> tuple[dict[str, Any], bool]:
     """Chapter 8's saved summary if it matches the current inputs, else a new run of its experiments.
 
-    The inputs are the shipped networks (:func:`mrfbook.nn.runs.shipped_networks`), the fresh-tissue
-    network (:func:`fresh_network`), the two dictionaries and the library source
-    (:func:`inputs_signature`); a new run (:func:`run_reproduction`, several minutes on a CPU) evaluates
-    the fresh-tissue network on the phantoms as chapter 8 does, and is saved when ``save``.
+    The inputs are the shipped networks (:func:`mrfbook.nn.runs.shipped_networks`), the networks
+    evaluated on the phantoms only (:func:`phantom_only_networks`: the fresh-tissue and the refined
+    network), the two dictionaries and the library source (:func:`inputs_signature`); a new run
+    (:func:`run_reproduction`, several minutes on a CPU) evaluates those on the phantoms as chapter 8
+    does, and is saved when ``save``.
 
     Parameters
     ----------
@@ -797,12 +885,12 @@ def reproduction_summary(dictionary: Any = None, test_dictionary: Any = None, *,
     dictionary = cached_dictionary() if dictionary is None else dictionary
     test_dictionary = cached_dictionary(grid="test") if test_dictionary is None else test_dictionary
     shipped = shipped_networks(dictionary.sequence)
-    fresh = fresh_network(dictionary.sequence)
-    summary = load_summary(inputs_signature({**shipped, **fresh}, dictionary, test_dictionary))
+    extra = phantom_only_networks(dictionary.sequence)
+    summary = load_summary(inputs_signature({**shipped, **extra}, dictionary, test_dictionary))
     if summary is not None:
         return summary, True
     summary = run_reproduction(shipped, dictionary, test_dictionary, evaluation_phantoms(dictionary.sequence),
-                               phantom_networks=fresh)
+                               phantom_networks=extra)
     if save:
         save_summary(summary)
     return summary, False

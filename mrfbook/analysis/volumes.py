@@ -330,10 +330,10 @@ def volume_cluster(n_workers: int = 2, *, threads_per_worker: int = 1, memory_li
 @lru_cache(maxsize=4)
 def _worker_model(path: str, mtime_ns: int, digest: str | None):
     """The network at ``path``, loaded once per worker process (per file version)."""
-    from mrfbook.nn.model import load_trained_model
+    from mrfbook.nn.model import load_network
     from mrfbook.physics.sequence import FispSequence
 
-    trained = load_trained_model(path)
+    trained = load_network(path)
     if digest is not None and trained.sequence_digest != digest:
         raise ValueError(f"model: {path} changed on disk: its sequence digest is now {trained.sequence_digest}")
     sequence = FispSequence.from_dict(trained.sequence) if trained.sequence is not None else None
@@ -582,13 +582,14 @@ def map_volume(
 
             dictionary_subspace(dictionary)  # checked and computed once here
     else:
-        from mrfbook.nn.model import read_model_metadata
+        from mrfbook.nn.model import read_network_metadata
 
         method = "network"
         path = Path(model).resolve()
-        if not path.is_file() or path.suffix.lower() != ".keras":
-            raise ValueError(f"model must be the path of an existing .keras file, got {model}")
-        meta = read_model_metadata(path)
+        if not path.is_file() or path.suffix.lower() not in (".keras", ".npz"):
+            raise ValueError(f"model must be the path of an existing network file (.keras or a refined network's "
+                             f".npz), got {model}")
+        meta = read_network_metadata(path)
         if meta.get("sequence") is None:
             raise ValueError(f"model: {path} records no training sequence (needed for the sign and PD)")
         from mrfbook.physics.sequence import FispSequence

@@ -551,19 +551,20 @@ def _cmd_map(args: argparse.Namespace, say: Reporter) -> int:
 def _model_sequence(path: Path, given_sequence):
     """The sequence a model from 'train' was trained for, read from the model's metadata.
 
-    :func:`mrfbook.nn.model.read_model_metadata` reads it from the ``.keras`` file (or its
+    :func:`mrfbook.nn.model.read_network_metadata` reads it from the model's file (or its
     JSON sidecar) without importing Keras, so the command refuses a model made for another
     sequence, or data of the wrong length, before the slow import of Keras.
     """
-    from mrfbook.nn.model import read_model_metadata
+    from mrfbook.nn.model import read_network_metadata
     from mrfbook.physics.sequence import FispSequence
 
     if not path.is_file():
         raise InputError(f"--model: file not found: {path}")
-    if path.suffix.lower() != ".keras":
-        raise InputError(f"--model: {path} must be a .keras file written by 'mrfbook train'")
+    if path.suffix.lower() not in (".keras", ".npz"):
+        raise InputError(f"--model: {path} must be a network file: a .keras file written by 'mrfbook train' "
+                         "or the .npz of a refined network (models/refined_network/model.npz)")
     try:
-        meta = read_model_metadata(path)
+        meta = read_network_metadata(path)
         sequence = FispSequence.from_dict(meta["sequence"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"--model: cannot read the training sequence from {path}: {exc}") from exc
@@ -577,11 +578,11 @@ def _model_sequence(path: Path, given_sequence):
 
 
 def _load_model(path: Path, sequence):
-    """Load the network (Keras) and check it against the sequence from its metadata."""
-    from mrfbook.nn.model import load_trained_model
+    """Load the network (Keras, or a refined network without Keras) and check it against the sequence."""
+    from mrfbook.nn.model import load_network
 
     try:
-        return load_trained_model(path, expected_sequence=sequence)
+        return load_network(path, expected_sequence=sequence)
     except (ValueError, OSError, KeyError) as exc:
         raise InputError(f"--model: cannot use {path}: {exc}") from exc
 
@@ -621,7 +622,8 @@ def add_map_parser(subparsers: argparse._SubParsersAction) -> None:
     method = p.add_argument_group("method (one of --dictionary / --model)")
     how = method.add_mutually_exclusive_group(required=True)
     how.add_argument("--dictionary", type=Path, metavar="DICT.npz", help="dictionary from 'simulate' (matching)")
-    how.add_argument("--model", type=Path, metavar="MODEL.keras", help="network from 'train'")
+    how.add_argument("--model", type=Path, metavar="MODEL", help="network: models/refined_network/model.npz "
+                     "(recommended) or a .keras file from 'train'")
     add_sequence_options(p, required=False)
     rec = p.add_argument_group("restoration (--kspace only; mrfbook.recon.weights)")
     rec.add_argument("--restore", choices=RESTORE_CHOICES, default="auto",

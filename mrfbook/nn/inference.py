@@ -56,6 +56,12 @@ SIGN_REFERENCE_STEP_MS = 250.0
 
 def as_trained_model(model: Any, label_scaling: LabelScaling | None = None) -> TrainedModel:
     """A :class:`TrainedModel` from a TrainedModel (optionally with another scaling) or a bare Keras model + scaling."""
+    from mrfbook.nn.refined import RefinedNetwork
+
+    if isinstance(model, RefinedNetwork):
+        if label_scaling is not None:
+            raise ValueError("label_scaling does not apply to a RefinedNetwork (it returns milliseconds)")
+        return model  # type: ignore[return-value]  # same predict / sequence interface
     if isinstance(model, TrainedModel):
         if label_scaling is None:
             return model

@@ -37,6 +37,8 @@ __all__ = [
     "load_trained_model",
     "read_model_metadata",
     "sidecar_path",
+    "read_network_metadata",
+    "load_network",
 ]
 
 
@@ -298,3 +300,43 @@ def load_trained_model(path: str | os.PathLike, expected_sequence: Any = None, *
     )
     trained.check_sequence(expected_sequence)
     return trained
+
+
+def read_network_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """Metadata of any network file of the book, without importing Keras.
+
+    A ``.npz`` path is a refined network (:mod:`mrfbook.nn.refined`, metadata in the ``.json``
+    next to it); anything else is read by :func:`read_model_metadata`. Raises FileNotFoundError
+    for a missing file, ValueError for a file that is not a network.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    p = Path(path)
+    if p.suffix.lower() != ".npz":
+        return read_model_metadata(p)
+    from mrfbook.nn.refined import REFINED_FORMAT
+
+    if not p.is_file():
+        raise FileNotFoundError(f"no model file at path={str(p)!r}")
+    side = p.with_suffix(".json")
+    if not side.is_file():
+        raise ValueError(f"refined network {str(p)!r} has no metadata sidecar {str(side)!r}")
+    meta = json.loads(side.read_text())
+    if meta.get("format") != REFINED_FORMAT:
+        raise ValueError(f"{str(side)!r} has format {meta.get('format')!r}, expected {REFINED_FORMAT!r}")
+    return meta
+
+
+def load_network(path: str | os.PathLike, expected_sequence: Any = None) -> Any:
+    """Load any network file of the book: a refined network (``.npz``) or a Keras one (``.keras``).
+
+    Both returned types offer ``predict(signatures)`` in ms, ``sequence``, ``sequence_digest`` and
+    ``check_sequence``; ``expected_sequence`` is checked as in :func:`load_trained_model`.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    if Path(path).suffix.lower() == ".npz":
+        from mrfbook.nn.refined import load_refined_network
+
+        return load_refined_network(path, expected_sequence)
+    return load_trained_model(path, expected_sequence)

@@ -30,7 +30,7 @@ import numpy as np
 
 from mrfbook.nn.backend import keras
 from mrfbook.nn.losses import CUSTOM_OBJECTS
-from mrfbook.nn.model import load_trained_model, read_model_metadata
+from mrfbook.nn.model import load_network, read_network_metadata
 from mrfbook.nn.network import NetworkConfig, paper_config, parameter_count
 from mrfbook.paper import paper_value
 from mrfbook.utils.provenance import atomic_write_json, utc_now
@@ -53,6 +53,7 @@ __all__ = [
     "read_run_folder",
     "NETWORK_FOLDERS",
     "default_models_dir",
+    "model_file",
     "ShippedNetwork",
     "shipped_networks",
     "network_configs",
@@ -359,6 +360,20 @@ def write_run_folder(
 NETWORK_FOLDERS: dict[str, str] = {"paper_resnet": "paper network", "compact_resnet": "compact network"}
 
 
+def model_file(folder: str | os.PathLike) -> Path:
+    """The network file of a run folder: ``model.npz`` (a refined network) or ``model.keras``.
+
+    Raises FileNotFoundError when the folder holds neither.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    folder = Path(folder)
+    for name in ("model.npz", "model.keras"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"no model.npz or model.keras in folder={str(folder)!r}")
+
+
 def default_models_dir() -> Path:
     """The repository's ``models/`` folder (next to the ``mrfbook`` package in a source checkout)."""
     return Path(__file__).resolve().parents[2] / "models"
@@ -398,10 +413,12 @@ class ShippedNetwork:
         """Weights, size on disk (MB), training device/backend, epochs and median seconds per epoch."""
         secs = [float(r["seconds"]) for r in self.log]
         last = self.log[-1] if self.log else {}
+        weights = (self.model.parameter_count() if hasattr(self.model, "parameter_count")
+                   else parameter_count(self.model.model))
         return {
             "folder": self.folder.name,
-            "weights": int(parameter_count(self.model.model)),
-            "file_mb": (self.folder / "model.keras").stat().st_size / 1e6,
+            "weights": int(weights),
+            "file_mb": model_file(self.folder).stat().st_size / 1e6,
             "epochs": len(self.log),
             "seconds_per_epoch": float(np.median(secs)) if secs else float("nan"),
             "train_device": str(last.get("device", "?")),
@@ -490,9 +507,7 @@ def read_run_record(folder: str | os.PathLike) -> RunRecord:
     Explained in chapter 7, book/07_training.md.
     """
     folder = Path(folder)
-    path = folder / "model.keras"
-    if not path.is_file():
-        raise FileNotFoundError(f"no model.keras in folder={str(folder)!r}")
+    path = model_file(folder)
 
     def _json(name: str) -> Any:
         p = folder / name
@@ -500,7 +515,7 @@ def read_run_record(folder: str | os.PathLike) -> RunRecord:
 
     config = _json("config.json")
     if config is None:
-        config = read_model_metadata(path).get("training") or {}
+        config = read_network_metadata(path).get("training") or {}
     return RunRecord(folder=folder, log=read_log(folder / LOG_NAME) if (folder / LOG_NAME).is_file() else [],
                      provenance=_json("provenance.json") or {}, config=config, history=_json("history.json") or {})
 
@@ -525,7 +540,7 @@ def read_run_folder(folder: str | os.PathLike, expected_sequence: Any = None) ->
     """
     record = read_run_record(folder)
     return ShippedNetwork(
-        model=load_trained_model(record.folder / "model.keras", expected_sequence=expected_sequence),
+        model=load_network(model_file(record.folder), expected_sequence=expected_sequence),
         folder=record.folder, log=record.log, provenance=record.provenance, config=record.config,
         history=record.history,
     )

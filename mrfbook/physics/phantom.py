@@ -50,6 +50,7 @@ __all__ = [
     "TissueMaps",
     "Compartments",
     "BRAIN_TISSUES_3T",
+    "random_phantom",
     "SHORT_T2_LAYER_3T",
     "HEAD_TISSUES_3T",
     "SHEPP_LOGAN_TISSUES_3T",
@@ -668,3 +669,75 @@ def phantom(name: str, size: int = 128) -> TissueMaps:
     if not isinstance(name, str) or name not in PHANTOMS:
         raise ValueError(f"name must be one of {', '.join(repr(n) for n in PHANTOMS)}, got {name!r}")
     return PHANTOMS[name](size)
+
+
+def random_phantom(size: int = 128, *, seed: int = 0, variation: float = 0.05) -> TissueMaps:
+    """A random slice with the features of a scan and none of the book's phantoms' values or shapes.
+
+    Training material for the network of chapter 11: it is never evaluated on, and the book's
+    phantoms (:func:`brain_phantom`, :func:`head_phantom`) are never trained on. Drawn from ``seed``:
+
+    - an elliptical object (semi-axes 55-90 % of the half field of view, any rotation) whose outline
+      is blurred over 1-3 pixels, so that its edge holds partial-volume pixels with little signal;
+    - 3-6 tissues, each with T1 log-uniform in [250, 4500] ms, T2 = T1 x r with r log-uniform in
+      [0.02, 0.6] (capped at 2500 ms) and PD uniform in [0.5, 1]; filling the object as a soft
+      partition (a softmax of smooth random fields, sharpness drawn per phantom), so that tissue
+      borders are sums of fingerprints;
+    - with probability 1/2 a rim 2-8 % of the field of view thick of a tissue with almost no
+      signal (T2 log-uniform in [0.3, 3] ms, PD 0.05-0.3), like bone;
+    - T1, T2 and PD of every tissue scaled by ``1 + variation x g`` with smooth random fields ``g``.
+
+    Parameters
+    ----------
+    size : int
+        Matrix size, in [16, 1024].
+    seed : int
+        Seed (>= 0); the same seed gives the same phantom.
+    variation : float
+        Relative amplitude of the smooth variation, in [0, 0.2].
+
+    Returns
+    -------
+    TissueMaps
+        With ``compartments`` (the signal is the weighted sum of the tissues' fingerprints); the
+        maps are the rate-mix reference; the mask holds pixels whose total tissue fraction is >= 0.5.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    size = check_int("size", size, _MIN_SIZE, _MAX_SIZE)
+    seed = check_int("seed", seed, 0)
+    variation = _check_real("variation", variation, 0.0, 0.2)
+    rng = np.random.default_rng([seed, 11])
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size * 2.0 - 1.0
+    a, b = rng.uniform(0.55, 0.9, 2)
+    th = rng.uniform(0, np.pi)
+    xr, yr = xx * np.cos(th) + yy * np.sin(th), -xx * np.sin(th) + yy * np.cos(th)
+    radius = np.sqrt((xr / a) ** 2 + (yr / b) ** 2)
+    support = ndimage.gaussian_filter((radius <= 1.0).astype(np.float64), rng.uniform(0.5, 1.5))
+    n_tissues = int(rng.integers(3, 7))
+    t1 = np.exp(rng.uniform(np.log(250.0), np.log(4500.0), n_tissues))
+    t2 = np.minimum(t1 * np.exp(rng.uniform(np.log(0.02), np.log(0.6), n_tissues)), 2500.0)
+    pd = rng.uniform(0.5, 1.0, n_tissues)
+    sharpness = rng.uniform(2.0, 12.0)
+    smooth = rng.uniform(3.0, 10.0) * size / 128.0
+    logits = np.stack([ndimage.gaussian_filter(rng.standard_normal((size, size)), smooth, mode="wrap")
+                       for _ in range(n_tissues)])
+    logits /= logits.std(axis=(1, 2), keepdims=True)
+    soft = np.exp(sharpness * (logits - logits.max(axis=0)))
+    inside = soft / soft.sum(axis=0)
+    tissues = [{"t1_ms": float(t1[k]), "t2_ms": float(t2[k]), "pd": float(pd[k])} for k in range(n_tissues)]
+    names = [f"tissue {k + 1}" for k in range(n_tissues)]
+    fractions = inside * support
+    if rng.random() < 0.5:
+        thick = rng.uniform(0.02, 0.08)
+        rim = ndimage.gaussian_filter(((radius <= 1.0) & (radius > 1.0 - thick / min(a, b))).astype(np.float64), 0.7)
+        rim = np.minimum(rim, support)
+        fractions = fractions * (1.0 - rim) + 0.0
+        tissues.append({"t1_ms": float(rng.uniform(200, 500)), "t2_ms": float(np.exp(rng.uniform(np.log(0.3), np.log(3.0)))),
+                        "pd": float(rng.uniform(0.05, 0.3))})
+        names.append("rim")
+        fractions = np.concatenate([fractions, rim[None]])
+    fields = [ndimage.gaussian_filter(rng.standard_normal((size, size)), 12.0 * size / 233.0, mode="wrap")
+              for _ in range(3)]
+    fields = [g / np.abs(g).max() for g in fields]
+    return _mixed_maps(tuple(names), np.clip(fractions, 0.0, 1.0), tissues, fields, variation, 0.5)

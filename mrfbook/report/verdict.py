@@ -40,6 +40,9 @@ BEYOND = [
      "08_evaluation", 8),
     ("robustness to noise, to a flip-angle (B1) error and to TE, and the cost of retraining for "
      "another sequence", "10_beyond", 10),
+    ("a network trained on restored, partial-volume and noisy fingerprints of random phantoms: a "
+     "learned start, a fit of the simulated signal and a learned correction, at a fraction of the "
+     "paper network's cost", "11_real_inputs", 11),
 ]
 
 #: The chapter that measures each group of figures: (file, number).
