@@ -16,12 +16,14 @@ things instead:
    (:meth:`~mrfbook.physics.manifold.SignalManifold.fit`) from the network's proposal. On a clean
    fingerprint they land on its exact (T1, T2); on a noisy or restored one, on the continuous
    least-squares value. The proposal's job is to start the fit in the right basin, fast.
-4. **Correct.** A second small dense network reads the coefficients, the fit and how much of the
-   signature the fit leaves unexplained (its relative residual), and adds a correction to the
-   fitted (ln T1, ln T2), scaled by a gate that is closed when the residual is zero. It is
-   trained on restored fingerprints of random phantoms (:mod:`mrfbook.analysis.training_inputs`),
-   so it learns the bias that restoration error and partial volume leave in the least-squares
-   value; a fingerprint the signal model explains exactly keeps the exact fit.
+   The fit starts twice, from the proposal and from the best node of a coarse table
+   (``coarse_step``), and keeps the better fit.
+4. **Correct** (optional, not in the shipped network). A second small dense network reads the
+   coefficients, the fit and its relative residual, and adds a correction to the fitted
+   (ln T1, ln T2), scaled by a gate that is closed when the residual is zero. Trained on restored
+   fingerprints of random phantoms (:mod:`mrfbook.analysis.training_inputs`) it learned those
+   phantoms' tissue mixtures and made the book's brain phantom worse (chapter 11), so the shipped
+   network has none.
 
 Inference is plain NumPy (no Keras import): the dense layers' weights and the manifold live in one
 ``.npz`` file with a JSON sidecar. Keras trains the proposal network (:mod:`mrfbook.nn.train_refined`).
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from mrfbook.nn.inputs import normalise_signatures
 from mrfbook.physics.manifold import SignalManifold
@@ -103,7 +106,7 @@ def encode(real_signatures: np.ndarray, manifold: SignalManifold) -> np.ndarray:
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
-    return x / (1.0 + np.exp(-x))
+    return x * expit(x)  # expit is stable where exp(-x) would overflow
 
 
 def _dense_stack(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
@@ -146,6 +149,11 @@ class RefinedNetwork:
     gate_residual : float
         Relative residual at which the correction is half on (> 0). A signature the model fits
         exactly (clean) keeps the fit; one it cannot (restored, noisy, mixed) gets the correction.
+    coarse_step : int
+        0: the fit starts from the proposal only. Else it also starts from the best-correlated
+        node of every ``coarse_step``-th node of the manifold's table
+        (:meth:`~mrfbook.physics.manifold.SignalManifold.coarse_start`), and keeps whichever fit
+        leaves the smaller residual.
     sequence : dict
         ``FispSequence.to_dict()`` of the sequence it was made for.
     sequence_digest : str
@@ -163,6 +171,7 @@ class RefinedNetwork:
     metadata: dict[str, Any] = field(default_factory=dict)
     correction: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     gate_residual: float = DEFAULT_GATE_RESIDUAL
+    coarse_step: int = 0
 
     def propose(self, coefficients: np.ndarray) -> np.ndarray:
         """The proposal network's raw output (N, 2) float64 for unit-norm coefficients (N, K)."""
@@ -202,6 +211,12 @@ class RefinedNetwork:
         z = encode(x, self.manifold)
         t1_p, t2_p = from_log_labels(self.propose(z)) if len(z) else (np.zeros(0), np.zeros(0))
         fit = self.manifold.fit(z, t1_p, t2_p, n_iter=n_iter)
+        if self.coarse_step and n_iter and len(z):
+            # a second start, the best node of a coarse table: keep whichever fit explains more
+            t1_c, t2_c = self.manifold.coarse_start(z, self.coarse_step)
+            other = self.manifold.fit(z, t1_c, t2_c, n_iter=n_iter)
+            better = other["residual"] < fit["residual"]
+            fit = {k: np.where(better, other[k], fit[k]) for k in fit}
         t1, t2 = self.correct(z, fit["t1_ms"], fit["t2_ms"], fit["residual"]) if n_iter else (t1_p, t2_p)
         none = norms == 0
         out = {"t1_ms": t1, "t2_ms": t2, "t1_proposed_ms": t1_p, "t2_proposed_ms": t2_p,
@@ -236,15 +251,19 @@ class RefinedNetwork:
         """Multiply-adds per signature of each stage, and their total.
 
         Encoding: L x K (projection) + K (norm); proposal and correction: their dense layers;
-        refinement: per step 16 spline nodes x 3 values (signal and two derivatives) x K, plus 8 K
-        for the normal equations, and one final evaluation.
+        refinement: per start and step 16 spline nodes x 3 values (signal and two derivatives) x K,
+        plus 8 K for the normal equations, and one final evaluation (a halved step costs one more
+        evaluation; not counted); with ``coarse_step``, K per coarse node for the second start.
 
         Explained in chapter 11, book/11_real_inputs.md.
         """
         k, length = self.manifold.rank, self.manifold.n_timepoints
         encode_macs = length * k + k
         propose = int(sum(w.shape[0] * w.shape[1] for w, _ in self.weights))
-        refine = (self.n_iter + 1) * (16 * 3 * k + 8 * k)
+        starts = 2 if self.coarse_step else 1
+        refine = starts * (self.n_iter + 1) * (16 * 3 * k + 8 * k)
+        if self.coarse_step:
+            refine += k * _n_coarse_nodes(self.manifold, self.coarse_step)
         correct = int(sum(w.shape[0] * w.shape[1] for w, _ in self.correction))
         return {"encode": encode_macs, "propose": propose, "refine": refine, "correct": correct,
                 "total": encode_macs + propose + refine + correct}
@@ -262,6 +281,7 @@ class RefinedNetwork:
         m = self.manifold
         np.savez(p, format=np.array(REFINED_FORMAT), n_layers=np.array(len(self.weights)), n_iter=np.array(self.n_iter),
                  n_correction_layers=np.array(len(self.correction)), gate_residual=np.array(self.gate_residual),
+                 coarse_step=np.array(self.coarse_step),
                  log_t1=m.log_t1, log_t2=m.log_t2, basis=m.basis, coefficients=m.coefficients,
                  t1_range_ms=np.array(m.t1_range_ms), t2_range_ms=np.array(m.t2_range_ms),
                  manifold_digest=np.array(m.sequence_digest), **arrays)
@@ -270,6 +290,12 @@ class RefinedNetwork:
                     n_iter=self.n_iter, multiply_adds=self.multiply_adds(), model_file=p.name)
         atomic_write_json(p.with_suffix(".json"), meta)
         return p
+
+
+def _n_coarse_nodes(manifold: SignalManifold, step: int) -> int:
+    from mrfbook.physics.manifold import _coarse_nodes
+
+    return int(len(_coarse_nodes(manifold, step)[0]))
 
 
 def is_refined_model_path(path: str | os.PathLike) -> bool:
@@ -308,9 +334,10 @@ def load_refined_network(path: str | os.PathLike, expected_sequence: Any = None)
         correction = [(d[f"correction_kernel_{i}"].astype(np.float32), d[f"correction_bias_{i}"].astype(np.float32))
                       for i in range(int(d["n_correction_layers"]))]
         gate = float(d["gate_residual"])
+        coarse_step = int(d["coarse_step"]) if "coarse_step" in d.files else 0
     if manifold.sequence_digest != meta.get("sequence_digest"):
         raise ValueError(f"{str(p)!r}: its signal table was simulated for another sequence than its metadata names")
     net = RefinedNetwork(weights, manifold, n_iter, meta.get("sequence"), meta.get("sequence_digest"), meta,
-                         correction, gate)
+                         correction, gate, coarse_step)
     net.check_sequence(expected_sequence)
     return net

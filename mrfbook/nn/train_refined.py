@@ -56,9 +56,12 @@ class RefinedConfig:
     width, depth : int
         Units per hidden layer and hidden layers of the proposal network.
     correction_width, correction_depth : int
-        The same for the correction network (depth 0: no correction network).
+        The same for the correction network (depth 0, the default: no correction network; one
+        trained on random phantoms learned their tissue mixtures and did not carry over, chapter 11).
     n_iter : int
         Gauss-Newton steps of the refinement.
+    coarse_step : int
+        The fit's second start: the best node of every ``coarse_step``-th table node (0: none).
     n_synthetic : int
         Synthetic training signatures (:func:`synthetic_signatures`).
     mix_fraction, noise_fraction : float
@@ -81,8 +84,9 @@ class RefinedConfig:
     width: int = 256
     depth: int = 3
     correction_width: int = 128
-    correction_depth: int = 3
+    correction_depth: int = 0
     n_iter: int = 8
+    coarse_step: int = 4
     n_synthetic: int = 600_000
     mix_fraction: float = 0.3
     noise_fraction: float = 0.5
@@ -304,7 +308,7 @@ def train_refined(sequence: Any, folder: str | Path, config: RefinedConfig = Ref
     proposal = _fit_stage(out, "proposal", lambda: build_dense(config.rank, config.width, config.depth, "proposal"),
                           z, labels, config, config.epochs, "mse", verbose)
     net = RefinedNetwork(_dense_weights(proposal), manifold, config.n_iter, sequence.to_dict(), sequence.digest,
-                         gate_residual=config.gate_residual)
+                         gate_residual=config.gate_residual, coarse_step=config.coarse_step)
     if config.correction_depth > 0:
         from mrfbook.nn.refined import from_log_labels
 

@@ -69,9 +69,27 @@ def _evaluate(coef, u0, hu, v0, hv, u, v, f, fu, fv):  # pragma: no cover - comp
                 fv[k] += w_v * c
 
 
+@nb.njit(cache=True)
+def _objective(coef, u0, hu, v0, hv, u, v, z, f, fu, fv):  # pragma: no cover - compiled
+    """|z|^2 - <f, z>^2 / |f|^2 at (u, v): the squared residual with the best amplitude (f, fu, fv filled)."""
+    _evaluate(coef, u0, hu, v0, hv, u, v, f, fu, fv)
+    ff = 0.0
+    fz = 0.0
+    zz = 0.0
+    for k in range(z.shape[0]):
+        ff += f[k] * f[k]
+        fz += f[k] * z[k]
+        zz += z[k] * z[k]
+    return max(zz - fz * fz / ff, 0.0)
+
+
 @nb.njit(parallel=True, cache=True, nogil=True)
 def _fit(z_all, u_start, v_start, coef, u0, hu, v0, hv, bounds, n_iter, max_step):  # pragma: no cover - compiled
-    """Variable-projection Gauss-Newton on (u, v) for every row of ``z_all`` (see module docstring)."""
+    """Variable-projection Gauss-Newton on (u, v) for every row of ``z_all`` (see module docstring).
+
+    A step is kept only if it lowers the squared residual (else it is halved, up to six times),
+    so the result is never worse than the start.
+    """
     n, k_rank = z_all.shape
     u_out = np.empty(n)
     v_out = np.empty(n)
@@ -83,10 +101,13 @@ def _fit(z_all, u_start, v_start, coef, u0, hu, v0, hv, bounds, n_iter, max_step
         f = np.empty(k_rank)
         fu = np.empty(k_rank)
         fv = np.empty(k_rank)
+        ft = np.empty(k_rank)
+        ftu = np.empty(k_rank)
+        ftv = np.empty(k_rank)
         u = u_start[row]
         v = v_start[row]
+        cost = _objective(coef, u0, hu, v0, hv, u, v, z, f, fu, fv)
         for _ in range(n_iter):
-            _evaluate(coef, u0, hu, v0, hv, u, v, f, fu, fv)
             ff = 0.0
             fz = 0.0
             for k in range(k_rank):
@@ -123,24 +144,32 @@ def _fit(z_all, u_start, v_start, coef, u0, hu, v0, hv, bounds, n_iter, max_step
             m11 += damp
             m22 += damp
             det = m11 * m22 - m12 * m12
-            du = (m22 * h1 - m12 * h2) / det
-            dv = (m11 * h2 - m12 * h1) / det
-            du = min(max(du, -max_step), max_step)
-            dv = min(max(dv, -max_step), max_step)
-            u = min(max(u + du, umin), umax)
-            v = min(max(v + dv, vmin), min(vmax, u))
-        _evaluate(coef, u0, hu, v0, hv, u, v, f, fu, fv)
+            du = min(max((m22 * h1 - m12 * h2) / det, -max_step), max_step)
+            dv = min(max((m11 * h2 - m12 * h1) / det, -max_step), max_step)
+            moved = False
+            for _half in range(7):
+                un = min(max(u + du, umin), umax)
+                vn = min(max(v + dv, vmin), min(vmax, un))
+                trial = _objective(coef, u0, hu, v0, hv, un, vn, z, ft, ftu, ftv)
+                if trial <= cost:
+                    u, v, cost, moved = un, vn, trial, True
+                    f[:] = ft
+                    fu[:] = ftu
+                    fv[:] = ftv
+                    break
+                du *= 0.5
+                dv *= 0.5
+            if not moved:
+                break
         ff = 0.0
         fz = 0.0
-        zz = 0.0
         for k in range(k_rank):
             ff += f[k] * f[k]
             fz += f[k] * z[k]
-            zz += z[k] * z[k]
         u_out[row] = u
         v_out[row] = v
         amp[row] = fz / ff
-        resid[row] = np.sqrt(max(zz - fz * fz / ff, 0.0))
+        resid[row] = np.sqrt(cost)
     return u_out, v_out, amp, resid
 
 
@@ -199,6 +228,33 @@ class SignalManifold:
         for n, (u, v) in enumerate(zip(np.log(t1), np.log(t2))):
             out[n] = _spline_at(self, u, v)
         return out
+
+    def coarse_start(self, coefficients: np.ndarray, step: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        """Best-correlated node of every ``step``-th table node inside the box: a start for :meth:`fit`.
+
+        Parameters
+        ----------
+        coefficients : numpy.ndarray
+            (N, K) subspace coefficients (any scale).
+        step : int
+            Take every ``step``-th node along each axis (>= 1); 4 gives 2,183 nodes with T2 <= T1 for the default table.
+
+        Returns
+        -------
+        t1_ms, t2_ms : numpy.ndarray
+            (N,) float64 the node of largest ``<z, f> / |f|`` (sign included).
+
+        Explained in chapter 11, book/11_real_inputs.md.
+        """
+        step = check_int("step", step, 1)
+        z = np.asarray(coefficients, dtype=np.float64)
+        if z.ndim != 2 or z.shape[1] != self.rank:
+            raise ValueError(f"coefficients must be an (N, {self.rank}) array, got shape {z.shape}")
+        u, v, f = _coarse_nodes(self, step)
+        best = np.empty(z.shape[0], dtype=np.int64)
+        for lo in range(0, z.shape[0], 8192):
+            best[lo:lo + 8192] = np.argmax(z[lo:lo + 8192] @ f.T, axis=1)
+        return np.exp(u[best]), np.exp(v[best])
 
     def fit(self, coefficients: np.ndarray, t1_start_ms: np.ndarray, t2_start_ms: np.ndarray, *,
             n_iter: int = 8, max_step: float = 0.25) -> dict[str, np.ndarray]:
@@ -268,6 +324,23 @@ def _spline_point(coef, u0, hu, v0, hv, u, v):  # pragma: no cover - compiled
     fv = np.empty(k_rank)
     _evaluate(coef, u0, hu, v0, hv, u, v, f, fu, fv)
     return f
+
+
+_COARSE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _coarse_nodes(m: SignalManifold, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, unit-norm f) of every ``step``-th node inside the fit's box with T2 <= T1 (cached per table)."""
+    key = (id(m.coefficients), step)
+    if key not in _COARSE:
+        lo = np.log([m.t1_range_ms[0], m.t2_range_ms[0]])
+        hi = np.log([m.t1_range_ms[1], m.t2_range_ms[1]])
+        uu, vv = np.meshgrid(m.log_t1[::step], m.log_t2[::step], indexing="ij")
+        keep = (uu >= lo[0]) & (uu <= hi[0]) & (vv >= lo[1]) & (vv <= hi[1]) & (vv <= uu)
+        u, v = uu[keep], vv[keep]
+        f = np.array([_spline_at(m, a, b) for a, b in zip(u, v)])
+        _COARSE[key] = (u, v, f / np.linalg.norm(f, axis=1, keepdims=True))
+    return _COARSE[key]
 
 
 def _spline_at(m: SignalManifold, u: float, v: float) -> np.ndarray:
