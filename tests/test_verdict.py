@@ -40,5 +40,5 @@ def test_the_box_links_each_entry_to_its_chapter_and_escapes_text():
     box = verdict_html(result, origin="a <test> run")
     assert "a &lt;test&gt; run" in box
     n_entries = len(result["reproduced"]) + len(result["not_reproduced"]) + len(BEYOND)
-    assert len(re.findall(r'<a href="\d\d_[a-z]+\.html">chapter \d+</a>', box)) == n_entries
+    assert len(re.findall(r'<a href="\d\d_[a-z_]+\.html">chapter \d+</a>', box)) == n_entries
     assert re.search(r"chapter \d+(?!</a>)", re.sub(r"<a [^>]*>chapter \d+</a>", "", box)) is None
