@@ -153,6 +153,11 @@ def synthetic_signatures(sequence: Any, n: int, seed: int, *, mix_fraction: floa
     from mrfbook.physics.epg import simulate_fisp
 
     n = check_int("n", n, 1)
+    for name, value in (("mix_fraction", mix_fraction), ("noise_fraction", noise_fraction)):
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0):
+            raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    if not (len(snr_db) == 2 and all(np.isfinite(snr_db)) and snr_db[0] <= snr_db[1]):
+        raise ValueError(f"snr_db must be (low, high) finite dB values with low <= high, got {snr_db!r}")
     rng = np.random.default_rng([check_int("seed", seed, 0), 3])
     t1, t2 = _tissues(rng, n)
     x = np.asarray(simulate_fisp(sequence, t1, t2, dtype=np.float64))

@@ -363,7 +363,7 @@ def build_manifold(sequence: Any, *, rank: int = 24, t1_range_ms: tuple[float, f
         side so that the spline is accurate up to the box's edges.
     n_t1, n_t2 : int
         Table nodes per axis (>= 8). The defaults (3.2 % steps) simulate 73,728 atoms, every pair
-        including T2 > T1 (the signal model is defined there too), about a second with the EPG core.
+        including T2 > T1 (the signal model is defined there too): about 2.5 s on the 2-core CPU.
     margin : float
         Extension of the table beyond the box, in ln T (> 0).
 
