@@ -723,3 +723,21 @@ def test_shipped_refined_network_is_documented():
     rel = "models/refined_network/model.npz"
     assert rel in (ROOT / "README.md").read_text(), "README.md must point at the shipped refined network"
     assert rel in (ROOT / "book" / "cli.md").read_text(), "book/cli.md must point at the shipped refined network"
+
+
+def test_coarse_start_is_cached_per_table_not_per_address(seq):
+    """Each table keeps its own coarse nodes: a second table (another rank) never sees the first's."""
+    for rank in (RANK, 3, RANK):
+        m = build_manifold(seq, rank=rank, n_t1=16, n_t2=16)
+        t1, t2 = np.array([300.0, 1200.0]), np.array([40.0, 90.0])
+        z = m.project(np.asarray(simulate_fisp(seq, t1, t2, dtype=np.float64)))
+        s1, s2 = m.coarse_start(z, 2)
+        # the start is this table's best-correlated node among every 2nd node inside the box, T2 <= T1
+        lo1, hi1, lo2, hi2 = np.log([*m.t1_range_ms, *m.t2_range_ms])
+        uu, vv = np.meshgrid(m.log_t1[::2], m.log_t2[::2], indexing="ij")
+        keep = (uu >= lo1) & (uu <= hi1) & (vv >= lo2) & (vv <= hi2) & (vv <= uu)
+        f = m.signal(np.exp(uu[keep]), np.exp(vv[keep]))
+        best = np.argmax(z @ (f / np.linalg.norm(f, axis=1, keepdims=True)).T, axis=1)
+        np.testing.assert_allclose(s1, np.exp(uu[keep][best]), rtol=1e-12)
+        np.testing.assert_allclose(s2, np.exp(vv[keep][best]), rtol=1e-12)
+        del m

@@ -12,6 +12,9 @@ by Gauss-Newton from a given start, with the amplitude ``a`` eliminated at every
 projection). Started close enough, it returns the continuous least-squares estimate: exact (to
 the interpolation error) on a clean signature between grid points, and, on a noisy or restored
 one, the value that matching would approach on an infinitely fine grid.
+:func:`mrfbook.physics.reference.apparent_parameters` solves the same least-squares problem with
+the EPG model itself in the loop (exact, and the book's evaluation reference, but too slow for
+mapping); this module trades that exactness for speed with the interpolated table.
 
 Explained in chapter 11, book/11_real_inputs.md.
 """
@@ -19,7 +22,7 @@ Explained in chapter 11, book/11_real_inputs.md.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +205,7 @@ class SignalManifold:
     t1_range_ms: tuple[float, float]
     t2_range_ms: tuple[float, float]
     sequence_digest: str
+    _coarse_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def rank(self) -> int:
@@ -326,21 +330,19 @@ def _spline_point(coef, u0, hu, v0, hv, u, v):  # pragma: no cover - compiled
     return f
 
 
-_COARSE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-
 def _coarse_nodes(m: SignalManifold, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(u, v, unit-norm f) of every ``step``-th node inside the fit's box with T2 <= T1 (cached per table)."""
-    key = (id(m.coefficients), step)
-    if key not in _COARSE:
+    """(u, v, unit-norm f) of every ``step``-th node inside the fit's box with T2 <= T1 (cached on the table)."""
+    key = (step, m.t1_range_ms, m.t2_range_ms)
+    cache = m._coarse_cache
+    if key not in cache:
         lo = np.log([m.t1_range_ms[0], m.t2_range_ms[0]])
         hi = np.log([m.t1_range_ms[1], m.t2_range_ms[1]])
         uu, vv = np.meshgrid(m.log_t1[::step], m.log_t2[::step], indexing="ij")
         keep = (uu >= lo[0]) & (uu <= hi[0]) & (vv >= lo[1]) & (vv <= hi[1]) & (vv <= uu)
         u, v = uu[keep], vv[keep]
         f = np.array([_spline_at(m, a, b) for a, b in zip(u, v)])
-        _COARSE[key] = (u, v, f / np.linalg.norm(f, axis=1, keepdims=True))
-    return _COARSE[key]
+        cache[key] = (u, v, f / np.linalg.norm(f, axis=1, keepdims=True))
+    return cache[key]
 
 
 def _spline_at(m: SignalManifold, u: float, v: float) -> np.ndarray:
