@@ -21,9 +21,9 @@ things instead:
 4. **Correct** (optional, not in the shipped network). A second small dense network reads the
    coefficients, the fit and its relative residual, and adds a correction to the fitted
    (ln T1, ln T2), scaled by a gate that is closed when the residual is zero. Trained on restored
-   fingerprints of random phantoms (:mod:`mrfbook.analysis.training_inputs`) it learned those
-   phantoms' tissue mixtures and made the book's brain phantom worse (chapter 11), so the shipped
-   network has none.
+   fingerprints of random phantoms (:mod:`mrfbook.analysis.training_inputs`) labelled with their
+   rate-mix maps, it learned that convention and made the book's brain phantom worse (chapter 11),
+   so the shipped network has none.
 
 Inference is plain NumPy (no Keras import): the dense layers' weights and the manifold live in one
 ``.npz`` file with a JSON sidecar. Keras trains the proposal network (:mod:`mrfbook.nn.train_refined`).

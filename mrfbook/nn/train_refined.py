@@ -57,7 +57,8 @@ class RefinedConfig:
         Units per hidden layer and hidden layers of the proposal network.
     correction_width, correction_depth : int
         The same for the correction network (depth 0, the default: no correction network; one
-        trained on random phantoms learned their tissue mixtures and did not carry over, chapter 11).
+        trained towards the random phantoms' rate-mix maps learned that convention and made the
+        book's phantom worse, chapter 11).
     n_iter : int
         Gauss-Newton steps of the refinement.
     coarse_step : int
