@@ -84,18 +84,25 @@ def fresh_network(sequence: Any, models_dir: str | os.PathLike | None = None) ->
 
     Explained in chapter 8, book/08_evaluation.md.
     """
-    from mrfbook.nn.runs import default_models_dir, read_run_folder
+    return _shipped_if_present(FRESH_NETWORK, FRESH_FOLDER, sequence, models_dir)
 
-    root = Path(models_dir) if models_dir is not None else default_models_dir()
-    folder = root / FRESH_FOLDER
-    if not (folder / "model.keras").is_file():
+
+def _shipped_if_present(name: str, folder_name: str, sequence: Any,
+                        models_dir: str | os.PathLike | None) -> dict[str, ShippedNetwork]:
+    """``{name: ShippedNetwork}`` from ``<models>/<folder_name>``, or ``{}`` when it holds no network file."""
+    from mrfbook.nn.runs import default_models_dir, model_file, read_run_folder
+
+    folder = (Path(models_dir) if models_dir is not None else default_models_dir()) / folder_name
+    try:
+        model_file(folder)
+    except FileNotFoundError:
         return {}
-    return {FRESH_NETWORK: read_run_folder(folder, expected_sequence=sequence)}
+    return {name: read_run_folder(folder, expected_sequence=sequence)}
 
 
 #: Display name and folder of the network for real inputs (chapter 11): a small network in the
-#: dictionary's subspace, a model fit and a learned correction, trained on restored fingerprints of
-#: random phantoms. Evaluated on the phantoms next to the paper network.
+#: dictionary's subspace proposes, a fit of the simulated signal refines; trained on off-grid, mixed,
+#: noisy and restored fingerprints of random phantoms. Evaluated on the phantoms next to the paper network.
 REFINED_NETWORK = "refined network"
 REFINED_FOLDER = "refined_network"
 
@@ -108,13 +115,7 @@ def refined_network(sequence: Any, models_dir: str | os.PathLike | None = None) 
 
     Explained in chapter 11, book/11_real_inputs.md.
     """
-    from mrfbook.nn.runs import default_models_dir, read_run_folder
-
-    root = Path(models_dir) if models_dir is not None else default_models_dir()
-    folder = root / REFINED_FOLDER
-    if not (folder / "model.npz").is_file():
-        return {}
-    return {REFINED_NETWORK: read_run_folder(folder, expected_sequence=sequence)}
+    return _shipped_if_present(REFINED_NETWORK, REFINED_FOLDER, sequence, models_dir)
 
 
 def phantom_only_networks(sequence: Any, models_dir: str | os.PathLike | None = None) -> dict[str, ShippedNetwork]:
