@@ -37,7 +37,7 @@ from mrfbook.nn.refined import (
 from mrfbook.physics.epg import simulate_fisp
 from mrfbook.physics.manifold import MANIFOLD_FORMAT, SignalManifold, build_manifold
 from mrfbook.physics.phantom import random_phantom
-from mrfbook.physics.sequence import paper_sequence
+from mrfbook.physics.sequence import FispSequence, paper_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_REFINED = ROOT / "models" / "refined_network" / "model.npz"
@@ -358,6 +358,9 @@ def test_refined_save_load_round_trip(manifold, seq, tmp_path):
 def test_refined_load_checks_sequence_sidecar_and_format(manifold, seq, tmp_path):
     path = _network(manifold, seq).save(tmp_path / "model.npz")
     load_refined_network(path)  # no expected sequence: no check
+    d = seq.to_dict()
+    ulp = FispSequence.from_dict(dict(d, tr_ms=np.nextafter(seq.tr_ms, 0.0).tolist()))
+    assert ulp.digest != seq.digest and load_refined_network(path, ulp).sequence_digest == seq.digest
     with pytest.raises(SequenceMismatchError):
         load_refined_network(path, paper_sequence(L_SHORT, te_ms=2.5))
     with pytest.raises(SequenceMismatchError):

@@ -124,6 +124,21 @@ def test_digest_changes_with_every_parameter():
     assert len(base.digest) == 64
 
 
+def test_matches_accepts_round_off_only():
+    s = paper_sequence(seed=3)
+    d = s.to_dict()
+    ulp = dict(d, tr_ms=np.nextafter(s.tr_ms, np.inf).tolist())  # another machine's last bit
+    moved = FispSequence.from_dict(ulp)
+    assert moved.digest != s.digest and s.matches(moved) and s.matches(ulp) and moved.matches(s)
+    assert not s.matches(dict(d, tr_ms=(s.tr_ms * (1 + 1e-9)).tolist()))
+    assert not s.matches(dict(d, te_ms=(s.te_ms * 1.01).tolist()))
+    assert not s.matches(dict(d, inversion=not s.inversion))
+    assert not s.matches(dict(d, inversion_delay_ms=d["inversion_delay_ms"] + 1.0))
+    assert not s.matches(dict(d, tr_ms=s.tr_ms[:-1].tolist()))
+    assert not s.matches(None) and not s.matches({"tr_ms": [1.0]})
+    assert s.matches(moved, rtol=0.0) is False
+
+
 def test_dict_round_trip_is_exact_and_json_able():
     s = paper_sequence(seed=3)
     d = json.loads(json.dumps(s.to_dict()))

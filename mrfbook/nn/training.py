@@ -648,7 +648,8 @@ def train(
     }
     start_info = None
     if initial_model is not None:
-        start_info = _check_initial_model(Path(initial_model), config, data.label_scaling, seq_digest)
+        start_info = _check_initial_model(Path(initial_model), config, data.label_scaling, seq_digest,
+                                          getattr(dictionary, "sequence", None))
         run_key["initial_model_sha256"] = start_info["sha256"]
         if reset_optimizer:
             run_key["reset_optimizer"] = True
@@ -684,11 +685,13 @@ def train(
     )
 
 
-def _check_initial_model(path: Path, config: TrainingConfig, scaling: LabelScaling, seq_digest: str | None) -> dict[str, Any]:
+def _check_initial_model(path: Path, config: TrainingConfig, scaling: LabelScaling, seq_digest: str | None,
+                         sequence: Any = None) -> dict[str, Any]:
     """Check that a run can continue from the model file ``path``; return what :attr:`TrainingResult.initial_model` records."""
     meta = read_model_metadata(path)  # FileNotFoundError / ValueError name the path
     earlier = meta.get("training") or {}
-    if meta.get("sequence_digest") != seq_digest:
+    same = sequence is not None and sequence.matches(meta.get("sequence"))  # up to round-off
+    if meta.get("sequence_digest") != seq_digest and not same:
         raise ValueError(
             f"initial_model {str(path)!r} was trained on another sequence than the dictionary's "
             f"(digest {str(meta.get('sequence_digest'))[:12]}… vs {str(seq_digest)[:12]}…)"

@@ -31,6 +31,7 @@ import numpy as np
 from mrfbook.utils.checks import check_int
 
 __all__ = [
+    "SAME_SEQUENCE_RTOL",
     "FispSequence",
     "paper_sequence",
     "sinusoidal_lobes",
@@ -44,6 +45,9 @@ __all__ = [
 
 _ARRAY_FIELDS = ("flip_angles_deg", "tr_ms", "te_ms", "rf_phase_deg")
 _FORMAT_VERSION = 1
+#: Relative tolerance of :meth:`FispSequence.matches`: sequences that differ by less are the same
+#: sequence (floating-point round-off of another machine), well below any scanner's timing resolution.
+SAME_SEQUENCE_RTOL = 1e-12
 
 
 def _as_readonly_1d(name: str, value: Any) -> np.ndarray:
@@ -206,6 +210,40 @@ class FispSequence:
             cached = hashlib.sha256(payload.encode("utf-8")).hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached
+
+    def matches(self, other: "FispSequence | Mapping[str, Any] | None", *, rtol: float = SAME_SEQUENCE_RTOL) -> bool:
+        """Whether ``other`` is this sequence up to floating-point round-off.
+
+        The digest changes with the last bit of any value, and a sequence generated on another
+        machine (another NumPy, another CPU's vector code) can differ from the stored one by an
+        ulp: a shipped network trained on it is still a network for this sequence. Array fields
+        must agree to the relative tolerance ``rtol``, the inversion flag exactly, its delay to
+        ``rtol``.
+
+        Parameters
+        ----------
+        other : FispSequence, or its :meth:`to_dict` form, or None (never matches)
+        rtol : float
+            Relative tolerance per value (default :data:`SAME_SEQUENCE_RTOL`).
+
+        Returns
+        -------
+        bool
+
+        Explained in chapter 2, book/02_simulation.md.
+        """
+        if other is None:
+            return False
+        d = other.to_dict() if isinstance(other, FispSequence) else other
+        try:
+            arrays = [np.asarray(d[k], dtype=np.float64) for k in _ARRAY_FIELDS]
+            inversion, delay = bool(d["inversion"]), float(d["inversion_delay_ms"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        if inversion != self.inversion or not np.isclose(delay, self.inversion_delay_ms, rtol=rtol, atol=0.0):
+            return False
+        mine = (self.flip_angles_deg, self.tr_ms, self.te_ms, self.rf_phase_deg)
+        return all(a.shape == b.shape and np.allclose(a, b, rtol=rtol, atol=0.0) for a, b in zip(arrays, mine))
 
     def __reduce__(self):
         # pickle through the validated dict form, so unpickled arrays are read-only again
