@@ -26,12 +26,15 @@ import pytest
 from mrfbook.metrics import rmse
 from mrfbook.nn.model import SequenceMismatchError, load_network, read_network_metadata
 from mrfbook.nn.refined import (
+    DEFAULT_MIN_CORRELATION,
     REFINED_FORMAT,
     RefinedNetwork,
     encode,
     from_log_labels,
     is_refined_model_path,
     load_refined_network,
+    noise_gate,
+    signature_noise_level,
     to_log_labels,
 )
 from mrfbook.physics.epg import simulate_fisp
@@ -291,36 +294,79 @@ def test_refined_refinement_lands_on_the_truth(manifold, seq):
     np.testing.assert_allclose(other, pred, rtol=1e-5)
 
 
-def test_refined_correction_is_gated_by_the_residual(manifold, seq):
-    """Correction network with a large constant output: a clean signature (residual ~ 0) keeps the fit,
-    a noisy one is moved by gate x output, the gate being rho^2 / (rho^2 + gate_residual^2)."""
+def test_refined_declines_what_no_single_tissue_explains(manifold, seq):
+    """Correlation with the fit below min_correlation: NaN (not mapped); clean fingerprints are kept."""
+    net = _network(manifold, seq, seed=1, last_scale=0.02)
+    clean = np.asarray(simulate_fisp(seq, T1_NEAR, T2_NEAR, dtype=np.float64))
+    rng = np.random.default_rng(0)
+    junk = rng.standard_normal(clean.shape)  # white: most of it outside the subspace
+    est = net.estimate(np.concatenate([clean, junk]))
+    n = len(clean)
+    assert np.all(est["correlation"][:n] > 0.999) and np.all(est["correlation"][n:] < 0.9)
+    assert np.all(np.isfinite(est["t1_ms"][:n])) and np.all(np.isnan(est["t1_ms"][n:]))
+    assert np.all(np.isnan(est["t2_ms"][n:])) and np.all(np.isfinite(est["t1_fit_ms"][n:]))
+    # the correlation is the plain one of the real signature and its fitted signal
+    fitted = manifold.signal(est["t1_fit_ms"], est["t2_fit_ms"]) @ manifold.basis.T
+    plain = np.abs(np.sum(junk * fitted[n:], 1)) / np.linalg.norm(junk, axis=1) / np.linalg.norm(fitted[n:], axis=1)
+    np.testing.assert_allclose(est["correlation"][n:], plain, rtol=1e-3)
+    net.min_correlation = 0.0
+    assert np.all(np.isfinite(net.predict(junk)))
+    with pytest.raises(ValueError, match="min_correlation"):
+        RefinedNetwork(net.weights, manifold, 4, None, None, min_correlation=1.5)
+
+
+def test_refined_rule_is_flors_threshold():
+    from mrfbook.recon.flor import FLOR_MIN_CORRELATION
+
+    assert DEFAULT_MIN_CORRELATION == FLOR_MIN_CORRELATION
+
+
+def test_refined_correction_is_gated_by_the_noise_level(manifold, seq):
+    """Correction network with a large constant output: a clean signature (its level outside the
+    subspace at most clean_level) keeps the fit, a noisy one is moved by gate x output."""
     net = _network(manifold, seq, seed=1, correction=_constant_correction(RANK, 0.5))
     clean = np.asarray(simulate_fisp(seq, T1_NEAR, T2_NEAR, dtype=np.float64))
+    net.clean_level = 1.1 * float(net.estimate(clean)["noise_level"].max())
     est = net.estimate(clean)
-    np.testing.assert_allclose(est["t1_ms"], est["t1_fit_ms"], rtol=1e-4)
-    np.testing.assert_allclose(est["t2_ms"], est["t2_fit_ms"], rtol=1e-4)
+    np.testing.assert_array_equal(est["t1_ms"], est["t1_fit_ms"])
+    np.testing.assert_array_equal(est["t2_ms"], est["t2_fit_ms"])
     np.testing.assert_allclose(est["t1_ms"], T1_NEAR, rtol=1e-3)
 
     rng = np.random.default_rng(7)
     rms = np.linalg.norm(clean, axis=1, keepdims=True) / np.sqrt(L_SHORT)
     noisy = clean + 0.1 * rms * rng.standard_normal(clean.shape)
     est = net.estimate(noisy)
-    rho2 = est["residual"] ** 2
-    gate = rho2 / (rho2 + net.gate_residual**2)
+    # white noise of 0.1 x the RMS is 0.1 / sqrt(L) of the norm per sample, measured outside the subspace
+    np.testing.assert_allclose(est["noise_level"], 0.1 / np.sqrt(L_SHORT), rtol=0.35)
+    gate = noise_gate(est["noise_level"], net.clean_level)
     assert np.all(gate > 0.9), gate
+    np.testing.assert_allclose(gate, np.clip(1 - (net.clean_level / est["noise_level"]) ** 2, 0, 1))
     np.testing.assert_allclose(est["t1_ms"], est["t1_fit_ms"] * 5000.0 ** (0.5 * gate), rtol=1e-5)
     np.testing.assert_allclose(est["t2_ms"], est["t2_fit_ms"] * 2000.0 ** (0.5 * gate), rtol=1e-5)
     assert np.all(est["t1_ms"] > 40 * est["t1_fit_ms"])
-    # a huge gate residual closes the gate: the fit is kept
-    net.gate_residual = 1e6
+    # a clean level above the noise closes the gate: the fit is kept
+    net.clean_level = 1.0
     est = net.estimate(noisy)
-    np.testing.assert_allclose(est["t1_ms"], est["t1_fit_ms"], rtol=1e-5)
+    np.testing.assert_array_equal(est["t1_ms"], est["t1_fit_ms"])
+    assert np.all(noise_gate(np.array([0.0, 1e-5, 2e-5]), 1e-5) == [0.0, 0.0, 0.75])
+    with pytest.raises(ValueError, match="clean_level"):
+        RefinedNetwork(net.weights, manifold, 4, None, None, clean_level=-1.0)
 
+
+def test_signature_noise_level_is_the_energy_outside_the_subspace(manifold, seq):
+    from mrfbook.physics.noise import outside_energy
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20, L_SHORT))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    expect = np.sqrt(outside_energy(x, manifold.basis) / (L_SHORT - RANK))
+    np.testing.assert_allclose(signature_noise_level(x, manifold), expect, rtol=1e-9)
+    np.testing.assert_allclose(signature_noise_level(x, manifold, manifold.project(x)), expect, rtol=1e-9)
 
 def test_refined_multiply_adds(manifold, seq):
     net = _network(manifold, seq, width=16, hidden=2, n_iter=5, correction=_constant_correction(RANK, width=8))
     macs = net.multiply_adds()
-    assert macs["encode"] == L_SHORT * RANK + RANK
+    assert macs["encode"] == L_SHORT * RANK + RANK + L_SHORT  # projection, norm, noise level
     assert macs["propose"] == RANK * 16 + 16 * 16 + 16 * 2
     assert macs["refine"] == 6 * 56 * RANK
     assert macs["correct"] == (RANK + 3) * 8 + 8 * 2
@@ -330,7 +376,7 @@ def test_refined_multiply_adds(manifold, seq):
 def test_refined_save_load_round_trip(manifold, seq, tmp_path):
     meta = {"note": "test network", "accuracy": {"shifted_grid": {"t1_rmse_ms": 1.5}}}
     net = _network(manifold, seq, seed=4, correction=_constant_correction(RANK, 0.01), metadata=meta)
-    net.gate_residual = 2e-3
+    net.clean_level = 2e-3
     path = net.save(tmp_path / "sub" / "model.npz")
     assert path == tmp_path / "sub" / "model.npz" and is_refined_model_path(path)
     side = json.loads(path.with_suffix(".json").read_text())
@@ -339,7 +385,8 @@ def test_refined_save_load_round_trip(manifold, seq, tmp_path):
     assert side["multiply_adds"] == net.multiply_adds() and side["note"] == "test network"
     back = load_refined_network(path, seq)
     assert isinstance(back, RefinedNetwork)
-    assert back.n_iter == 12 and back.gate_residual == 2e-3 and back.sequence_digest == seq.digest
+    assert back.n_iter == 12 and back.clean_level == 2e-3 and back.sequence_digest == seq.digest
+    assert back.min_correlation == net.min_correlation == side["min_correlation"]
     assert back.metadata["note"] == "test network" and back.metadata["accuracy"] == meta["accuracy"]
     assert len(back.weights) == len(net.weights) and len(back.correction) == 2
     for (w, b), (w2, b2) in zip(net.weights + net.correction, back.weights + back.correction):
@@ -510,7 +557,7 @@ def test_synthetic_noise_has_the_requested_snr(seq):
 
 # ============================================================================ train_refined
 TINY_KW = dict(rank=6, width=16, depth=1, correction_width=8, correction_depth=1, n_iter=4, n_synthetic=2000,
-               epochs=2, correction_epochs=2, batch_size=256)
+               epochs=2, correction_epochs=2, batch_size=256, n_correction=3000)
 
 
 def _read_log(path: Path) -> list[dict]:
@@ -561,6 +608,7 @@ def test_train_refined_writes_resumes_and_refuses_another_config(seq, tmp_path):
     assert [w.shape for w, _ in net.correction] == [(6 + 3, 8), (8, 2)]
     assert net.metadata["config"] == cfg.to_dict()
     assert net.metadata["n_training"] == 2100 and net.metadata["n_restored"] == 100
+    assert net.clean_level > 0 and json.loads((folder / "model.json").read_text())["clean_level"] == net.clean_level
     log = _read_log(folder / "training_log.jsonl")
     assert [(r["stage"], r["epoch"]) for r in log] == [("proposal", 1), ("proposal", 2),
                                                        ("correction", 1), ("correction", 2)]

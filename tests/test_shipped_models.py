@@ -42,7 +42,9 @@ def test_shipped_model_records_agree(name):
     assert prov["epochs_completed"] == len(log) == config["epochs"], (prov["epochs_completed"], len(log))
     assert [r["epoch"] for r in log] == list(range(1, len(log) + 1))
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_loss"]) for r in log)
-    assert prov["sequence_digest"] == paper_sequence().digest
+    side = json.loads((folder / "model.json").read_text())
+    # the paper's sequence, up to the round-off of the machine that generates it (FispSequence.matches)
+    assert prov["sequence_digest"] == side["sequence_digest"] and paper_sequence().matches(side["sequence"])
     assert (folder / "README.md").is_file(), "every shipped model documents how it was produced"
 
 

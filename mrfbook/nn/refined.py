@@ -18,12 +18,21 @@ things instead:
    least-squares value. The proposal's job is to start the fit in the right basin, fast.
    The fit starts twice, from the proposal and from the best node of a coarse table
    (``coarse_step``), and keeps the better fit.
-4. **Correct** (optional, not in the shipped network). A second small dense network reads the
-   coefficients, the fit and its relative residual, and adds a correction to the fitted
-   (ln T1, ln T2), scaled by a gate that is closed when the residual is zero. Trained on restored
-   fingerprints of random phantoms (:mod:`mrfbook.analysis.training_inputs`) labelled with their
-   rate-mix maps, it learned that convention and made the book's brain phantom worse (chapter 11),
-   so the shipped network has none.
+4. **Correct for noise.** The least-squares fit is the most likely tissue, not the one of least
+   expected error: under white noise, where the fingerprint barely depends on T2 (long T2), it
+   scatters over the whole flat valley. A second small dense network reads the coefficients, the
+   fit and the signature's own noise level (:func:`signature_noise_level`, measured outside the
+   subspace) and adds a correction to the fitted (ln T1, ln T2), times a gate
+   ``max(0, 1 - (clean_level / noise_level)**2)`` that is closed for a clean fingerprint (whose
+   level outside the subspace is only the rank-K truncation, at most ``clean_level``). Trained on
+   noisy off-grid tissues towards their true T1 and T2 in ms, it learns the estimate of least
+   squared error for the noise it sees. Restoration error lies inside the subspace
+   (chapter 11), so restored fingerprints keep the gate closed and the fit.
+5. **Decline.** A fingerprint that no single tissue explains, whose correlation with its fitted
+   signal is below ``min_correlation`` (0.9, FLOR's rule: :data:`DEFAULT_MIN_CORRELATION`), gets
+   no estimate (NaN, "not mapped" in a map) rather than a value at the edge of the table: on the
+   head phantom, restoration error swamps a few bone pixels whose fit would otherwise say
+   T1 = 5 s for a true 150 ms (chapter 11).
 
 Inference is plain NumPy (no Keras import): the dense layers' weights and the manifold live in one
 ``.npz`` file with a JSON sidecar. Keras trains the proposal network (:mod:`mrfbook.nn.train_refined`).
@@ -54,7 +63,8 @@ __all__ = [
     "RefinedNetwork",
     "encode",
     "correction_features",
-    "DEFAULT_GATE_RESIDUAL",
+    "signature_noise_level",
+    "DEFAULT_MIN_CORRELATION",
     "to_log_labels",
     "from_log_labels",
     "load_refined_network",
@@ -65,15 +75,16 @@ REFINED_FORMAT = "mrfbook-refined-network/1"
 #: The proposal network's outputs are ln T1 and ln T2 mapped linearly onto [0, 1] over these ranges (ms).
 LOG_T1_RANGE = (1.0, 5000.0)
 LOG_T2_RANGE = (1.0, 2000.0)
-#: Relative fit residual at which the correction network's gate is half open.
-DEFAULT_GATE_RESIDUAL = 1e-3
+#: A fingerprint whose correlation with its fitted signal is lower is not mapped: FLOR's threshold
+#: (Mazor et al. 2018; the book's :data:`mrfbook.recon.flor.FLOR_MIN_CORRELATION`), not tuned here.
+DEFAULT_MIN_CORRELATION = 0.9
 
 
-def to_log_labels(t1_ms: np.ndarray, t2_ms: np.ndarray) -> np.ndarray:
-    """(N, 2) float32 labels in [0, 1]: ln T scaled over :data:`LOG_T1_RANGE` / :data:`LOG_T2_RANGE`."""
+def to_log_labels(t1_ms: np.ndarray, t2_ms: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """(N, 2) labels in [0, 1] (``dtype``, float32 for training): ln T scaled over :data:`LOG_T1_RANGE` / :data:`LOG_T2_RANGE`."""
     a1, b1 = np.log(LOG_T1_RANGE)
     a2, b2 = np.log(LOG_T2_RANGE)
-    return np.stack([(np.log(t1_ms) - a1) / (b1 - a1), (np.log(t2_ms) - a2) / (b2 - a2)], axis=1).astype(np.float32)
+    return np.stack([(np.log(t1_ms) - a1) / (b1 - a1), (np.log(t2_ms) - a2) / (b2 - a2)], axis=1).astype(dtype)
 
 
 def from_log_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,13 +130,55 @@ def _dense_stack(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> 
     return h.astype(np.float64)
 
 
-def correction_features(coefficients: np.ndarray, fit_labels: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """The correction network's input (N, K + 3) float32: coefficients, fitted labels, log10 residual.
+def signature_noise_level(unit_signatures: np.ndarray, manifold: SignalManifold,
+                          projection: np.ndarray | None = None) -> np.ndarray:
+    """Each signature's own noise level per sample, from its energy outside the manifold's subspace.
+
+    ``sqrt(||x - B B^T x||^2 / (L - K))`` for unit-norm real signatures ``x`` (white noise spreads
+    evenly over all L directions, the signal lies in the K of the basis ``B``; the energy outside
+    is :func:`mrfbook.physics.noise.outside_energy`, here ``||x||^2 - ||B^T x||^2`` since ``B`` is
+    orthonormal).
+
+    Parameters
+    ----------
+    unit_signatures : numpy.ndarray
+        (N, L) real signatures of unit norm.
+    manifold : SignalManifold
+    projection : numpy.ndarray, optional
+        (N, K) ``manifold.project(unit_signatures)`` if already computed.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) float64, relative to the signature's norm (a clean fingerprint shows its rank-K
+        truncation, about 1e-4 for the paper's sequence and K = 24).
 
     Explained in chapter 11, book/11_real_inputs.md.
     """
-    rho = np.log10(np.maximum(np.asarray(residual, dtype=np.float64), 1e-8))[:, None]
-    return np.concatenate([np.asarray(coefficients), np.asarray(fit_labels), rho], axis=1).astype(np.float32)
+    x = np.asarray(unit_signatures, dtype=np.float64)
+    z = manifold.project(x) if projection is None else np.asarray(projection, dtype=np.float64)
+    rest = np.sum(x**2, axis=1) - np.sum(z**2, axis=1)
+    return np.sqrt(np.maximum(rest, 0.0) / (manifold.n_timepoints - manifold.rank))
+
+
+def correction_features(coefficients: np.ndarray, fit_labels: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
+    """The correction network's input (N, K + 3) float32: coefficients, fitted labels, log10 noise level.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    lvl = np.log10(np.maximum(np.asarray(noise_level, dtype=np.float64), 1e-8))[:, None]
+    return np.concatenate([np.asarray(coefficients), np.asarray(fit_labels), lvl], axis=1).astype(np.float32)
+
+
+def noise_gate(noise_level: np.ndarray, clean_level: float) -> np.ndarray:
+    """``max(0, 1 - (clean_level / noise_level)**2)`` (N,) float64: 0 at or below the clean level.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    lvl = np.asarray(noise_level, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        ratio = np.where(lvl > 0, clean_level / np.where(lvl > 0, lvl, 1.0), np.inf)
+    return np.clip(1.0 - ratio**2, 0.0, 1.0)
 
 
 @dataclass
@@ -143,17 +196,21 @@ class RefinedNetwork:
         Gauss-Newton steps (0 = the proposal network alone).
     correction : list of (numpy.ndarray, numpy.ndarray)
         Dense layers of the correction network (empty: none). Its input is the K unit-norm
-        coefficients, the fitted (ln T1, ln T2) scaled as the labels and ``log10`` of the fit's
-        relative residual; its two outputs, times the gate ``rho**2 / (rho**2 + gate_residual**2)``
-        (``rho`` the relative residual), are added to the fitted scaled (ln T1, ln T2).
-    gate_residual : float
-        Relative residual at which the correction is half on (> 0). A signature the model fits
-        exactly (clean) keeps the fit; one it cannot (restored, noisy, mixed) gets the correction.
+        coefficients, the fitted (ln T1, ln T2) scaled as the labels and ``log10`` of the
+        signature's noise level (:func:`signature_noise_level`); its two outputs, times the gate
+        :func:`noise_gate`, are added to the fitted scaled (ln T1, ln T2).
+    clean_level : float
+        The largest noise level a clean fingerprint shows (its rank-K truncation, >= 0); the
+        gate is closed at or below it, so clean fingerprints keep the exact fit.
     coarse_step : int
         0: the fit starts from the proposal only. Else it also starts from the best-correlated
         node of every ``coarse_step``-th node of the manifold's table
         (:meth:`~mrfbook.physics.manifold.SignalManifold.coarse_start`), and keeps whichever fit
         leaves the smaller residual.
+    min_correlation : float
+        In [0, 1]. A signature whose correlation with its fitted signal (over all L time points) is
+        below it gets NaN, as a signature without signal does: no single tissue explains it.
+        0 maps every signature. Default :data:`DEFAULT_MIN_CORRELATION`.
     sequence : dict
         ``FispSequence.to_dict()`` of the sequence it was made for.
     sequence_digest : str
@@ -170,23 +227,35 @@ class RefinedNetwork:
     sequence_digest: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     correction: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    gate_residual: float = DEFAULT_GATE_RESIDUAL
+    clean_level: float = 0.0
     coarse_step: int = 0
+    min_correlation: float = DEFAULT_MIN_CORRELATION
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.min_correlation) and 0.0 <= self.min_correlation <= 1.0):
+            raise ValueError(f"min_correlation must be in [0, 1], got {self.min_correlation!r}")
+        if not (np.isfinite(self.clean_level) and self.clean_level >= 0.0):
+            raise ValueError(f"clean_level must be a finite number >= 0, got {self.clean_level!r}")
 
     def propose(self, coefficients: np.ndarray) -> np.ndarray:
         """The proposal network's raw output (N, 2) float64 for unit-norm coefficients (N, K)."""
         return _dense_stack(self.weights, coefficients)
 
     def correct(self, coefficients: np.ndarray, t1_fit_ms: np.ndarray, t2_fit_ms: np.ndarray,
-                residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                noise_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Apply the gated correction network to a fit; returns (T1 ms, T2 ms), each (N,) float64."""
-        y = to_log_labels(t1_fit_ms, t2_fit_ms).astype(np.float64)
-        if not self.correction or len(y) == 0:
-            return np.asarray(t1_fit_ms, dtype=np.float64), np.asarray(t2_fit_ms, dtype=np.float64)
-        delta = _dense_stack(self.correction, correction_features(coefficients, y, residual))
-        rho2 = np.asarray(residual, dtype=np.float64) ** 2
-        gate = rho2 / (rho2 + self.gate_residual**2)
-        return from_log_labels(y + gate[:, None] * delta)
+        t1 = np.array(t1_fit_ms, dtype=np.float64)
+        t2 = np.array(t2_fit_ms, dtype=np.float64)
+        if not self.correction or len(t1) == 0:
+            return t1, t2
+        gate = noise_gate(noise_level, self.clean_level)
+        open_ = gate > 0  # the network runs only where the gate lets it act; elsewhere the fit, exactly
+        if open_.any():
+            y = to_log_labels(t1[open_], t2[open_], dtype=np.float64)
+            delta = _dense_stack(self.correction, correction_features(coefficients[open_], y,
+                                                                      np.asarray(noise_level)[open_]))
+            t1[open_], t2[open_] = from_log_labels(y + gate[open_, None] * delta)
+        return t1, t2
 
     def estimate(self, signatures: np.ndarray, *, complex_mode: str = "dephase",
                  phase_reference: np.ndarray | None = None, n_iter: int | None = None) -> dict[str, np.ndarray]:
@@ -198,8 +267,12 @@ class RefinedNetwork:
             ``t1_ms``, ``t2_ms`` (N,) the final estimate; ``t1_proposed_ms``, ``t2_proposed_ms``
             (N,) the network's proposal; ``t1_fit_ms``, ``t2_fit_ms`` (N,) the model fit before the
             correction; ``residual`` (N,) the fraction of the signature's
-            subspace norm the fitted signal leaves unexplained; ``norm`` (N,) the real signature's
-            L2 norm. Rows without signal are NaN.
+            subspace norm the fitted signal leaves unexplained; ``noise_level`` (N,) the
+            signature's own (:func:`signature_noise_level`); ``correlation`` (N,) the
+            correlation of the real signature with its fitted signal over all L points;
+            ``norm`` (N,) the real signature's L2 norm. Rows without signal are NaN; so are
+            ``t1_ms`` and ``t2_ms`` where ``correlation < min_correlation`` after a fit
+            (``n_iter`` > 0; the proposal alone is never declined).
 
         Explained in chapter 11, book/11_real_inputs.md.
         """
@@ -208,7 +281,9 @@ class RefinedNetwork:
         if x.shape[1] != self.manifold.n_timepoints:
             raise ValueError(f"signatures must have {self.manifold.n_timepoints} time points (the model's input "
                              f"length), got {x.shape[1]}")
-        z = encode(x, self.manifold)
+        z_raw = self.manifold.project(x)
+        in_subspace = np.linalg.norm(z_raw, axis=1)  # x has unit norm: the share of it in the subspace
+        z = z_raw / np.where(in_subspace > 0, in_subspace, 1.0)[:, None]  # as encode()
         t1_p, t2_p = from_log_labels(self.propose(z)) if len(z) else (np.zeros(0), np.zeros(0))
         fit = self.manifold.fit(z, t1_p, t2_p, n_iter=n_iter)
         if self.coarse_step and n_iter and len(z):
@@ -217,11 +292,18 @@ class RefinedNetwork:
             other = self.manifold.fit(z, t1_c, t2_c, n_iter=n_iter)
             better = other["residual"] < fit["residual"]
             fit = {k: np.where(better, other[k], fit[k]) for k in fit}
-        t1, t2 = self.correct(z, fit["t1_ms"], fit["t2_ms"], fit["residual"]) if n_iter else (t1_p, t2_p)
+        level = signature_noise_level(x, self.manifold, z_raw)
+        t1, t2 = self.correct(z, fit["t1_ms"], fit["t2_ms"], level) if n_iter else (t1_p, t2_p)
+        # the fitted signal explains sqrt(1 - residual^2) of the subspace part, which is in_subspace of x
+        correlation = in_subspace * np.sqrt(np.clip(1.0 - np.asarray(fit["residual"]) ** 2, 0.0, 1.0))
+        declined = (correlation < self.min_correlation) if n_iter else np.zeros(len(z), dtype=bool)
+        t1, t2 = np.where(declined, np.nan, t1), np.where(declined, np.nan, t2)
         none = norms == 0
         out = {"t1_ms": t1, "t2_ms": t2, "t1_proposed_ms": t1_p, "t2_proposed_ms": t2_p,
-               "t1_fit_ms": fit["t1_ms"], "t2_fit_ms": fit["t2_ms"], "residual": fit["residual"], "norm": norms}
-        for key in ("t1_ms", "t2_ms", "t1_proposed_ms", "t2_proposed_ms", "t1_fit_ms", "t2_fit_ms", "residual"):
+               "t1_fit_ms": fit["t1_ms"], "t2_fit_ms": fit["t2_ms"], "residual": fit["residual"],
+               "correlation": correlation, "noise_level": level, "norm": norms}
+        for key in ("t1_ms", "t2_ms", "t1_proposed_ms", "t2_proposed_ms", "t1_fit_ms", "t2_fit_ms", "residual",
+                    "correlation", "noise_level"):
             out[key] = np.where(none, np.nan, out[key])
         return out
 
@@ -250,7 +332,8 @@ class RefinedNetwork:
     def multiply_adds(self) -> dict[str, int]:
         """Multiply-adds per signature of each stage, and their total.
 
-        Encoding: L x K (projection) + K (norm); proposal and correction: their dense layers;
+        Encoding: L x K (projection) + K (norm) + L (the noise level); proposal: its dense layers;
+        correction: its dense layers (its gate skips them for clean signatures; counted as if not);
         refinement: per start and step 16 spline nodes x 3 values (signal and two derivatives) x K,
         plus 8 K for the normal equations, and one final evaluation (a halved step costs one more
         evaluation; not counted); with ``coarse_step``, K per coarse node for the second start.
@@ -258,7 +341,7 @@ class RefinedNetwork:
         Explained in chapter 11, book/11_real_inputs.md.
         """
         k, length = self.manifold.rank, self.manifold.n_timepoints
-        encode_macs = length * k + k
+        encode_macs = length * k + k + length
         propose = int(sum(w.shape[0] * w.shape[1] for w, _ in self.weights))
         starts = 2 if self.coarse_step else 1
         refine = starts * (self.n_iter + 1) * (16 * 3 * k + 8 * k)
@@ -280,14 +363,16 @@ class RefinedNetwork:
         arrays.update({f"correction_bias_{i}": b for i, (_, b) in enumerate(self.correction)})
         m = self.manifold
         np.savez(p, format=np.array(REFINED_FORMAT), n_layers=np.array(len(self.weights)), n_iter=np.array(self.n_iter),
-                 n_correction_layers=np.array(len(self.correction)), gate_residual=np.array(self.gate_residual),
-                 coarse_step=np.array(self.coarse_step),
+                 n_correction_layers=np.array(len(self.correction)), clean_level=np.array(self.clean_level),
+                 coarse_step=np.array(self.coarse_step), min_correlation=np.array(self.min_correlation),
                  log_t1=m.log_t1, log_t2=m.log_t2, basis=m.basis, coefficients=m.coefficients,
                  t1_range_ms=np.array(m.t1_range_ms), t2_range_ms=np.array(m.t2_range_ms),
                  manifold_digest=np.array(m.sequence_digest), **arrays)
         meta = dict(self.metadata)
         meta.update(format=REFINED_FORMAT, sequence=self.sequence, sequence_digest=self.sequence_digest,
-                    n_iter=self.n_iter, multiply_adds=self.multiply_adds(), model_file=p.name)
+                    n_iter=self.n_iter, min_correlation=self.min_correlation, clean_level=self.clean_level,
+                    multiply_adds=self.multiply_adds(),
+                    model_file=p.name)
         atomic_write_json(p.with_suffix(".json"), meta)
         return p
 
@@ -333,11 +418,16 @@ def load_refined_network(path: str | os.PathLike, expected_sequence: Any = None)
         n_iter = int(d["n_iter"])
         correction = [(d[f"correction_kernel_{i}"].astype(np.float32), d[f"correction_bias_{i}"].astype(np.float32))
                       for i in range(int(d["n_correction_layers"]))]
-        gate = float(d["gate_residual"])
+        clean_level = float(d["clean_level"]) if "clean_level" in d.files else 0.0
+        if correction and "clean_level" not in d.files:
+            raise ValueError(f"{str(p)!r} has a correction network of an older format (gated by the fit's "
+                             "residual), which this version does not run")
         coarse_step = int(d["coarse_step"]) if "coarse_step" in d.files else 0
+        # files written before the rule existed map every signature, as they did then
+        min_correlation = float(d["min_correlation"]) if "min_correlation" in d.files else 0.0
     if manifold.sequence_digest != meta.get("sequence_digest"):
         raise ValueError(f"{str(p)!r}: its signal table was simulated for another sequence than its metadata names")
     net = RefinedNetwork(weights, manifold, n_iter, meta.get("sequence"), meta.get("sequence_digest"), meta,
-                         correction, gate, coarse_step)
+                         correction, clean_level, coarse_step, min_correlation)
     net.check_sequence(expected_sequence)
     return net

@@ -6,9 +6,9 @@ where it stopped (the Keras checkpoints hold the optimiser's state and the epoch
 1. the signal manifold (:func:`mrfbook.physics.manifold.build_manifold`), ``manifold.npz``;
 2. the proposal network, on :func:`synthetic_signatures` (off-grid tissues, partial-volume sums,
    white noise) plus the restored fingerprints given, ``proposal.keras``;
-3. the correction network, on the same signatures after the proposal and the fit: it learns what
-   the least-squares fit still gets wrong on inputs the signal model does not explain,
-   ``correction.keras``.
+3. the correction network, on noisy off-grid tissues (:func:`noisy_tissue_signatures`) after the
+   proposal and the fit: it learns the estimate of least squared error (ms) for the noise level
+   each signature shows, ``correction.keras``.
 
 :func:`train_refined` then assembles and saves the :class:`~mrfbook.nn.refined.RefinedNetwork`.
 
@@ -28,19 +28,20 @@ import numpy as np
 from mrfbook.nn.backend import keras
 from mrfbook.nn.inputs import normalise_signatures
 from mrfbook.nn.refined import (
-    DEFAULT_GATE_RESIDUAL,
     LOG_T1_RANGE,
     LOG_T2_RANGE,
     RefinedNetwork,
     correction_features,
     encode,
+    noise_gate,
     to_log_labels,
 )
 from mrfbook.physics.manifold import SignalManifold, build_manifold
 from mrfbook.utils.checks import check_int
 from mrfbook.utils.provenance import atomic_write_json, utc_now
 
-__all__ = ["RefinedConfig", "synthetic_signatures", "build_dense", "train_refined", "STAGE_FILES"]
+__all__ = ["RefinedConfig", "synthetic_signatures", "noisy_tissue_signatures", "build_dense", "train_refined",
+           "train_correction", "STAGE_FILES"]
 
 STAGE_FILES = ("manifold.npz", "proposal.keras", "correction.keras")
 
@@ -56,9 +57,7 @@ class RefinedConfig:
     width, depth : int
         Units per hidden layer and hidden layers of the proposal network.
     correction_width, correction_depth : int
-        The same for the correction network (depth 0, the default: no correction network; one
-        trained towards the random phantoms' rate-mix maps learned that convention and made the
-        book's phantom worse, chapter 11).
+        The same for the correction network (depth 0: none).
     n_iter : int
         Gauss-Newton steps of the refinement.
     coarse_step : int
@@ -69,13 +68,17 @@ class RefinedConfig:
         Shares of the synthetic signatures that are two-tissue sums / get white noise.
     snr_db : tuple of float
         Range of the per-signature SNR of that noise (dB).
+    n_correction : int
+        Noisy training signatures of the correction network (:func:`noisy_tissue_signatures`).
+    correction_snr_db : tuple of float
+        Range of their image SNR (dB).
+    clean_fraction : float
+        Share of them without noise (they teach the correction to leave a clean fit alone).
     epochs, correction_epochs, batch_size : int
     learning_rate : float
         Peak learning rate (Adam, cosine decay to 1 % of it).
     validation_fraction : float
         Share of the training signatures held out for validation.
-    gate_residual : float
-        See :class:`~mrfbook.nn.refined.RefinedNetwork`.
     seed : int
 
     Explained in chapter 11, book/11_real_inputs.md.
@@ -85,7 +88,7 @@ class RefinedConfig:
     width: int = 256
     depth: int = 3
     correction_width: int = 128
-    correction_depth: int = 0
+    correction_depth: int = 2
     n_iter: int = 8
     coarse_step: int = 4
     n_synthetic: int = 600_000
@@ -93,17 +96,20 @@ class RefinedConfig:
     noise_fraction: float = 0.5
     snr_db: tuple[float, float] = (10.0, 50.0)
     epochs: int = 30
-    correction_epochs: int = 30
+    correction_epochs: int = 16
+    n_correction: int = 400_000
+    correction_snr_db: tuple[float, float] = (10.0, 60.0)
+    clean_fraction: float = 0.15
     batch_size: int = 1024
     learning_rate: float = 2e-3
     validation_fraction: float = 0.05
-    gate_residual: float = DEFAULT_GATE_RESIDUAL
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dictionary."""
         d = asdict(self)
         d["snr_db"] = list(self.snr_db)
+        d["correction_snr_db"] = list(self.correction_snr_db)
         return d
 
     @classmethod
@@ -114,8 +120,9 @@ class RefinedConfig:
         if unknown:
             raise ValueError(f"RefinedConfig has no fields {sorted(unknown)}; allowed: {sorted(known)}")
         d = dict(d)
-        if "snr_db" in d:
-            d["snr_db"] = tuple(d["snr_db"])
+        for key in ("snr_db", "correction_snr_db"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -179,8 +186,65 @@ def synthetic_signatures(sequence: Any, n: int, seed: int, *, mix_fraction: floa
     return x, ref1, ref2
 
 
-def build_dense(n_inputs: int, width: int, depth: int, name: str) -> keras.Model:
+def noisy_tissue_signatures(sequence: Any, n: int, seed: int, *, snr_db: tuple[float, float] = (10.0, 60.0),
+                            clean_fraction: float = 0.15, chunk: int = 2000,
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Off-grid tissues with noise at the image, as a scan (and chapter 10's noise study) adds it.
+
+    Tissues are uniform over the paper's dictionary box (T1 in [1, 5000] ms, T2 in [1, 2000] ms,
+    T2 <= T1: the distribution of its grid, without the grid). They come in chunks of ``chunk``
+    fingerprints, each chunk one "image" with one noise level: circular complex white noise at an
+    image SNR drawn uniformly in ``snr_db``
+    (:func:`mrfbook.physics.noise.image_noise_sigma`, :func:`~mrfbook.physics.noise.add_white_noise`),
+    so that dark tissues get a lower SNR than bright ones, as in a scan; a ``clean_fraction`` of
+    the chunks (at least one when it is > 0) stay clean.
+
+    Returns
+    -------
+    x : numpy.ndarray
+        (n, L) complex64 signatures (M0 = 1).
+    t1_ms, t2_ms : numpy.ndarray
+        (n,) float64 true values.
+    clean : numpy.ndarray
+        (n,) bool, the signatures without noise.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    from mrfbook.physics.epg import simulate_fisp
+    from mrfbook.physics.noise import add_white_noise, image_noise_sigma
+
+    n = check_int("n", n, 1)
+    chunk = check_int("chunk", chunk, 1)
+    if not (isinstance(clean_fraction, (int, float)) and 0.0 <= clean_fraction <= 1.0):
+        raise ValueError(f"clean_fraction must be a number in [0, 1], got {clean_fraction!r}")
+    if not (len(snr_db) == 2 and all(np.isfinite(snr_db)) and snr_db[0] <= snr_db[1]):
+        raise ValueError(f"snr_db must be (low, high) finite dB values with low <= high, got {snr_db!r}")
+    rng = np.random.default_rng([check_int("seed", seed, 0), 11])
+    t1, t2 = np.empty(0), np.empty(0)
+    while t1.size < n:  # uniform over the box, rejecting T2 > T1
+        a, b = rng.uniform(*LOG_T1_RANGE, 2 * n), rng.uniform(*LOG_T2_RANGE, 2 * n)
+        t1, t2 = np.concatenate([t1, a[b <= a]]), np.concatenate([t2, b[b <= a]])
+    t1, t2 = t1[:n], t2[:n]
+    atoms = np.asarray(simulate_fisp(sequence, t1, t2))
+    x = atoms.astype(np.complex64)
+    clean = np.ones(n, dtype=bool)
+    starts = range(0, n, chunk)
+    n_clean = max(1, int(round(clean_fraction * len(starts)))) if clean_fraction > 0 else 0
+    clean_chunks = set(rng.choice(len(starts), size=n_clean, replace=False).tolist())
+    for i, lo in enumerate(starts):
+        snr = rng.uniform(*snr_db)
+        if i in clean_chunks:
+            continue
+        block = atoms[lo:lo + chunk]
+        x[lo:lo + chunk] = add_white_noise(block, image_noise_sigma(block[:, None, :], snr), seed=[seed, 11, i])
+        clean[lo:lo + chunk] = False
+    return x, t1, t2, clean
+
+
+def build_dense(n_inputs: int, width: int, depth: int, name: str, *, zero_output: bool = False) -> keras.Model:
     """Dense network: ``depth`` hidden layers of ``width`` units (SiLU), two linear outputs.
+
+    ``zero_output`` starts the output layer at zero (a correction that starts as none).
 
     Explained in chapter 11, book/11_real_inputs.md.
     """
@@ -188,7 +252,8 @@ def build_dense(n_inputs: int, width: int, depth: int, name: str) -> keras.Model
     h = inputs
     for i in range(check_int("depth", depth, 0)):
         h = keras.layers.Dense(check_int("width", width, 1), activation="silu", name=f"dense_{i}")(h)
-    return keras.Model(inputs, keras.layers.Dense(2, name="out")(h), name=name)
+    init = "zeros" if zero_output else "glorot_uniform"
+    return keras.Model(inputs, keras.layers.Dense(2, name="out", kernel_initializer=init)(h), name=name)
 
 
 def _dense_weights(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -213,11 +278,19 @@ class _JsonLog(keras.callbacks.Callback):
             fh.write(json.dumps(rec) + "\n")
 
 
-def _weighted_mse(y_true: Any, y_pred: Any) -> Any:
-    """Squared error of the two outputs, each weighted by the column after it (y_true is (N, 4))."""
+def _gated_ms_loss(y_true: Any, y_pred: Any) -> Any:
+    """Squared error in ms of the corrected fit, T1 over 5000 ms and T2 over 2000 ms.
+
+    ``y_true`` (N, 5): true T1 and T2 scaled so, the fitted labels (2) and the gate; ``y_pred`` the
+    network's raw correction of the labels, applied as at inference (fit + gate x correction).
+    """
     ops = keras.ops
-    err = ops.square(y_pred - y_true[:, :2]) * y_true[:, 2:]
-    return ops.mean(ops.sum(err, axis=1))
+    low = np.log(np.array([LOG_T1_RANGE[0], LOG_T2_RANGE[0]], dtype=np.float32))
+    span = np.log(np.array([LOG_T1_RANGE[1] / LOG_T1_RANGE[0], LOG_T2_RANGE[1] / LOG_T2_RANGE[0]], dtype=np.float32))
+    top = np.array([LOG_T1_RANGE[1], LOG_T2_RANGE[1]], dtype=np.float32)
+    y = y_true[:, 2:4] + y_true[:, 4:5] * y_pred
+    t = ops.exp(ops.convert_to_tensor(low) + y * ops.convert_to_tensor(span)) / ops.convert_to_tensor(top)
+    return ops.mean(ops.sum(ops.square(t - y_true[:, :2]), axis=1))
 
 
 def _fit_stage(folder: Path, stage: str, build: Any, x: np.ndarray, y: np.ndarray, cfg: RefinedConfig,
@@ -225,7 +298,7 @@ def _fit_stage(folder: Path, stage: str, build: Any, x: np.ndarray, y: np.ndarra
     """Train (or resume, or load when done) one stage; checkpoint every epoch."""
     ckpt = folder / f"{stage}.checkpoint.keras"
     done = folder / f"{stage}.keras"
-    custom = {"_weighted_mse": _weighted_mse}
+    custom = {"_gated_ms_loss": _gated_ms_loss}
     if done.is_file():
         return keras.saving.load_model(done, custom_objects=custom, compile=False)
     n_val = int(round(cfg.validation_fraction * len(x)))
@@ -314,30 +387,55 @@ def train_refined(sequence: Any, folder: str | Path, config: RefinedConfig = Ref
     proposal = _fit_stage(out, "proposal", lambda: build_dense(config.rank, config.width, config.depth, "proposal"),
                           z, labels, config, config.epochs, "mse", verbose)
     net = RefinedNetwork(_dense_weights(proposal), manifold, config.n_iter, sequence.to_dict(), sequence.digest,
-                         gate_residual=config.gate_residual, coarse_step=config.coarse_step)
+                         coarse_step=config.coarse_step)
     if config.correction_depth > 0:
-        from mrfbook.nn.refined import from_log_labels
-
-        t1_p, t2_p = from_log_labels(net.propose(z))
-        fit = manifold.fit(z.astype(np.float64), t1_p, t2_p, n_iter=config.n_iter)
-        fit_labels = to_log_labels(fit["t1_ms"], fit["t2_ms"])
-        feats = correction_features(z, fit_labels, fit["residual"])
-        # Weights turn the squared error of ln T into that of T (ms), scaled to O(1): the maps' SNR
-        # is measured in ms, where long T1 and T2 carry the error.
-        span = np.log(np.array([LOG_T1_RANGE[1] / LOG_T1_RANGE[0], LOG_T2_RANGE[1] / LOG_T2_RANGE[0]]))
-        w = (np.stack([t1 / 1000.0, t2 / 100.0], axis=1) * span) ** 2
-        rho2 = fit["residual"] ** 2
-        gate = (rho2 / (rho2 + config.gate_residual**2))[:, None]
-        # the network's output is multiplied by the gate at inference: train the gated output
-        target = np.where(gate > 1e-3, (labels - fit_labels) / np.maximum(gate, 1e-3), 0.0)
-        w = w * gate**2
-        y = np.concatenate([target, w], axis=1).astype(np.float32)
-        correction = _fit_stage(out, "correction",
-                                lambda: build_dense(feats.shape[1], config.correction_width, config.correction_depth,
-                                                    "correction"),
-                                feats, y, config, config.correction_epochs, _weighted_mse, verbose)
-        net.correction = _dense_weights(correction)
+        train_correction(net, sequence, out, config, verbose=verbose)
     net.metadata = {"config": config.to_dict(), "n_training": int(len(z)), "n_restored": n_restored,
                     "seconds_last_call": time.perf_counter() - t_start, "saved": utc_now()}
     net.save(out / "model.npz")
+    return net
+
+
+#: The gate closes at this multiple of the largest noise level a clean training fingerprint shows.
+CLEAN_LEVEL_MARGIN = 1.1
+
+
+def train_correction(net: RefinedNetwork, sequence: Any, folder: str | Path, config: RefinedConfig, *,
+                     verbose: int = 2) -> RefinedNetwork:
+    """Train the noise correction of ``net`` (resumable stage ``correction``) and attach it, in place.
+
+    Signatures: :func:`noisy_tissue_signatures` (``config.n_correction``, ``correction_snr_db``,
+    ``clean_fraction``), read by ``net`` up to its fit. ``net.clean_level`` becomes
+    :data:`CLEAN_LEVEL_MARGIN` times the largest noise level of the clean ones; the network is
+    trained through the gate, towards the true T1 and T2 in ms (:func:`_gated_ms_loss`).
+
+    Returns
+    -------
+    RefinedNetwork
+        ``net``, with ``correction`` and ``clean_level`` set.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    out = Path(folder)
+    x, t1, t2, clean = noisy_tissue_signatures(sequence, config.n_correction, config.seed,
+                                               snr_db=config.correction_snr_db, clean_fraction=config.clean_fraction)
+    keep_correction, net.correction = net.correction, []
+    est = net.estimate(x)  # without a correction: the fit, and each signature's noise level
+    net.correction = keep_correction
+    ok = np.isfinite(est["t1_fit_ms"]) & np.isfinite(est["noise_level"])
+    if not clean[ok].any():
+        raise ValueError("clean_fraction: the correction's training set has no clean signature to set the gate by")
+    net.clean_level = CLEAN_LEVEL_MARGIN * float(np.max(est["noise_level"][ok & clean]))
+    xr, _ = normalise_signatures(x[ok])
+    z = encode(xr, net.manifold).astype(np.float32)
+    fit_labels = to_log_labels(est["t1_fit_ms"][ok], est["t2_fit_ms"][ok])
+    feats = correction_features(z, fit_labels, est["noise_level"][ok])
+    gate = noise_gate(est["noise_level"][ok], net.clean_level)[:, None]
+    truth = np.stack([t1[ok] / LOG_T1_RANGE[1], t2[ok] / LOG_T2_RANGE[1]], axis=1)
+    y = np.concatenate([truth, fit_labels, gate], axis=1).astype(np.float32)
+    correction = _fit_stage(out, "correction",
+                            lambda: build_dense(feats.shape[1], config.correction_width, config.correction_depth,
+                                                "correction", zero_output=True),
+                            feats, y, config, config.correction_epochs, _gated_ms_loss, verbose)
+    net.correction = _dense_weights(correction)
     return net
