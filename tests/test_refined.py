@@ -792,3 +792,41 @@ def test_coarse_start_is_cached_per_table_not_per_address(seq):
         np.testing.assert_allclose(s1, np.exp(uu[keep][best]), rtol=1e-12)
         np.testing.assert_allclose(s2, np.exp(vv[keep][best]), rtol=1e-12)
         del m
+
+
+def test_map_command_accepts_the_same_sequence_up_to_round_off(manifold, seq, tmp_path):
+    """The command line's model check (before any Keras import) uses FispSequence.matches too."""
+    from mrfbook.cli.inputs import InputError
+    from mrfbook.cli.map import _model_sequence
+
+    path = _network(manifold, seq).save(tmp_path / "model.npz")
+    ulp = FispSequence.from_dict(dict(seq.to_dict(), tr_ms=np.nextafter(seq.tr_ms, 0.0).tolist()))
+    assert ulp.digest != seq.digest and _model_sequence(path, ulp) == seq
+    with pytest.raises(InputError, match="another sequence"):
+        _model_sequence(path, paper_sequence(L_SHORT, te_ms=2.5))
+
+
+def test_second_start_only_where_the_fit_leaves_more_than_noise(manifold, seq, monkeypatch):
+    """A fit from the proposal that explains the fingerprint down to its noise keeps; others get the coarse start."""
+    from scipy.stats import chi2
+
+    net = _network(manifold, seq, seed=1, last_scale=0.02)
+    net.coarse_step = 4
+    calls = []
+    original = type(manifold).coarse_start
+    monkeypatch.setattr(type(manifold), "coarse_start",
+                        lambda self, z, step=4: calls.append(len(z)) or original(self, z, step))
+    clean = np.asarray(simulate_fisp(seq, T1_NEAR, T2_NEAR, dtype=np.float64))
+    est = net.estimate(clean)
+    assert calls == [] and np.all(est["residual"] <= net.noise_residual(est["noise_level"], np.ones(len(clean))))
+    np.testing.assert_allclose(est["t1_ms"], T1_NEAR, rtol=1e-3)
+    # the bound: the 99.9th percentile of chi-squared with K - 3 degrees of freedom, times the level
+    level = np.array([1e-3, 1e-6])
+    net.clean_level = 1e-5
+    expect = np.sqrt(chi2.ppf(0.999, RANK - 3)) * np.array([1e-3, 1e-5]) / 0.5
+    np.testing.assert_allclose(net.noise_residual(level, np.array([0.5, 0.5])), expect)
+    # a start in the wrong basin (the proposal pinned far off, no steps to walk there): the coarse start runs
+    far = _network(manifold, seq, seed=1, last_scale=0.0, centre=(4000.0, 5.0), n_iter=1)
+    far.coarse_step = 4
+    far.estimate(clean)
+    assert calls and calls[0] > 0

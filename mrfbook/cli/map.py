@@ -568,7 +568,7 @@ def _model_sequence(path: Path, given_sequence):
         sequence = FispSequence.from_dict(meta["sequence"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"--model: cannot read the training sequence from {path}: {exc}") from exc
-    if given_sequence is not None and given_sequence.digest != sequence.digest:
+    if given_sequence is not None and not given_sequence.matches(sequence):  # up to round-off
         raise InputError(
             f"--model: {path} was trained for another sequence (digest {sequence.digest[:12]}, "
             f"L = {sequence.n_timepoints}) than the one given (digest {given_sequence.digest[:12]}, "

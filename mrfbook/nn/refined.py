@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numba as nb
 import numpy as np
-from scipy.special import expit
 
 from mrfbook.nn.inputs import normalise_signatures
 from mrfbook.physics.manifold import SignalManifold
@@ -78,6 +78,9 @@ LOG_T2_RANGE = (1.0, 2000.0)
 #: A fingerprint whose correlation with its fitted signal is lower is not mapped: FLOR's threshold
 #: (Mazor et al. 2018; the book's :data:`mrfbook.recon.flor.FLOR_MIN_CORRELATION`), not tuned here.
 DEFAULT_MIN_CORRELATION = 0.9
+#: Quantile of the noise-only fit residual under which the fit from the proposal is kept without a
+#: second start (:meth:`RefinedNetwork.noise_residual`).
+NOISE_RESIDUAL_QUANTILE = 0.999
 
 
 def to_log_labels(t1_ms: np.ndarray, t2_ms: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
@@ -116,17 +119,25 @@ def encode(real_signatures: np.ndarray, manifold: SignalManifold) -> np.ndarray:
     return z / np.where(norm > 0, norm, 1.0)
 
 
-def _silu(x: np.ndarray) -> np.ndarray:
-    return x * expit(x)  # expit is stable where exp(-x) would overflow
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def _silu_inplace(h: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``h <- h * sigmoid(h)`` row-parallel (exp(-h) overflows to inf for h << 0: h / inf = -0, as it should)."""
+    n, m = h.shape
+    one = h.dtype.type(1.0)  # stay in the array's precision (float32: vectorised exp)
+    for i in nb.prange(n):
+        for j in range(m):
+            v = h[i, j]
+            h[i, j] = v / (one + np.exp(-v))
 
 
 def _dense_stack(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
     """Dense layers with SiLU between them (the last linear), float32 inside, float64 out."""
     h = np.asarray(x, dtype=np.float32)
     for i, (kernel, bias) in enumerate(layers):
-        h = h @ kernel + bias
+        h = h @ kernel
+        h += bias
         if i < len(layers) - 1:
-            h = _silu(h)
+            _silu_inplace(h)
     return h.astype(np.float64)
 
 
@@ -203,7 +214,8 @@ class RefinedNetwork:
         The largest noise level a clean fingerprint shows (its rank-K truncation, >= 0); the
         gate is closed at or below it, so clean fingerprints keep the exact fit.
     coarse_step : int
-        0: the fit starts from the proposal only. Else it also starts from the best-correlated
+        0: the fit starts from the proposal only. Else, where the fit from the proposal leaves
+        more than noise explains (:meth:`noise_residual`), it also starts from the best-correlated
         node of every ``coarse_step``-th node of the manifold's table
         (:meth:`~mrfbook.physics.manifold.SignalManifold.coarse_start`), and keeps whichever fit
         leaves the smaller residual.
@@ -236,6 +248,25 @@ class RefinedNetwork:
             raise ValueError(f"min_correlation must be in [0, 1], got {self.min_correlation!r}")
         if not (np.isfinite(self.clean_level) and self.clean_level >= 0.0):
             raise ValueError(f"clean_level must be a finite number >= 0, got {self.clean_level!r}")
+
+    def noise_residual(self, noise_level: np.ndarray, in_subspace: np.ndarray) -> np.ndarray:
+        """The largest fit residual that noise alone explains, (N,) float64 (unit-norm coefficients).
+
+        White noise of level ``sigma`` per sample leaves a least-squares fit of the K coefficients
+        (three fitted: T1, T2, amplitude) a squared residual of ``sigma**2`` times a chi-squared
+        variable with K - 3 degrees of freedom; its 99.9th percentile, with ``sigma`` at least
+        ``clean_level`` (the clean table's own error) and relative to the signature's norm in the
+        subspace (``in_subspace``), bounds what a fit at the true tissue leaves. A fit that leaves
+        no more needs no second start.
+
+        Explained in chapter 11, book/11_real_inputs.md.
+        """
+        from scipy.stats import chi2
+
+        dof = max(self.manifold.rank - 3, 1)
+        sigma = np.maximum(np.asarray(noise_level, dtype=np.float64), self.clean_level)
+        scale = np.where(in_subspace > 0, in_subspace, 1.0)
+        return np.sqrt(chi2.ppf(NOISE_RESIDUAL_QUANTILE, dof)) * sigma / scale
 
     def propose(self, coefficients: np.ndarray) -> np.ndarray:
         """The proposal network's raw output (N, 2) float64 for unit-norm coefficients (N, K)."""
@@ -286,13 +317,17 @@ class RefinedNetwork:
         z = z_raw / np.where(in_subspace > 0, in_subspace, 1.0)[:, None]  # as encode()
         t1_p, t2_p = from_log_labels(self.propose(z)) if len(z) else (np.zeros(0), np.zeros(0))
         fit = self.manifold.fit(z, t1_p, t2_p, n_iter=n_iter)
-        if self.coarse_step and n_iter and len(z):
-            # a second start, the best node of a coarse table: keep whichever fit explains more
-            t1_c, t2_c = self.manifold.coarse_start(z, self.coarse_step)
-            other = self.manifold.fit(z, t1_c, t2_c, n_iter=n_iter)
-            better = other["residual"] < fit["residual"]
-            fit = {k: np.where(better, other[k], fit[k]) for k in fit}
         level = signature_noise_level(x, self.manifold, z_raw)
+        if self.coarse_step and n_iter and len(z):
+            # a second start, the best node of a coarse table, where the first fit leaves more than
+            # the noise could explain: keep whichever fit explains more
+            rows = np.flatnonzero(fit["residual"] > self.noise_residual(level, in_subspace))
+            if rows.size:
+                t1_c, t2_c = self.manifold.coarse_start(z[rows], self.coarse_step)
+                other = self.manifold.fit(z[rows], t1_c, t2_c, n_iter=n_iter)
+                keep = other["residual"] < fit["residual"][rows]
+                for k in fit:
+                    fit[k][rows[keep]] = other[k][keep]
         t1, t2 = self.correct(z, fit["t1_ms"], fit["t2_ms"], level) if n_iter else (t1_p, t2_p)
         # the fitted signal explains sqrt(1 - residual^2) of the subspace part, which is in_subspace of x
         correlation = in_subspace * np.sqrt(np.clip(1.0 - np.asarray(fit["residual"]) ** 2, 0.0, 1.0))
