@@ -261,12 +261,12 @@ class RefinedNetwork:
 
         Explained in chapter 11, book/11_real_inputs.md.
         """
-        from scipy.stats import chi2
+        from scipy.special import gammaincinv  # chi2.ppf(q, k) = 2 gammaincinv(k / 2, q); scipy.stats loads slowly
 
         dof = max(self.manifold.rank - 3, 1)
         sigma = np.maximum(np.asarray(noise_level, dtype=np.float64), self.clean_level)
         scale = np.where(in_subspace > 0, in_subspace, 1.0)
-        return np.sqrt(chi2.ppf(NOISE_RESIDUAL_QUANTILE, dof)) * sigma / scale
+        return np.sqrt(2.0 * gammaincinv(dof / 2.0, NOISE_RESIDUAL_QUANTILE)) * sigma / scale
 
     def propose(self, coefficients: np.ndarray) -> np.ndarray:
         """The proposal network's raw output (N, 2) float64 for unit-norm coefficients (N, K)."""

@@ -28,7 +28,6 @@ from typing import Any
 
 import numba as nb
 import numpy as np
-from scipy.ndimage import spline_filter1d
 
 from mrfbook.utils.checks import check_int
 
@@ -375,6 +374,8 @@ def build_manifold(sequence: Any, *, rank: int = 24, t1_range_ms: tuple[float, f
 
     Explained in chapter 11, book/11_real_inputs.md.
     """
+    from scipy.ndimage import spline_filter1d  # here, not at import: the command line only loads tables
+
     from mrfbook.physics.epg import check_sequence, simulate_fisp
 
     seq = check_sequence(sequence)
