@@ -40,18 +40,19 @@ from mrfbook.physics.sequence import paper_sequence  # noqa: E402
 from mrfbook.utils.provenance import atomic_write_json, utc_now  # noqa: E402
 
 
-def _earlier_run(path: Path, sequence) -> dict:
-    """What a run that keeps ``path``'s proposal carries over: its log, phantoms and provenance."""
+def _earlier_run(path: Path, sequence) -> tuple[dict, object]:
+    """What a run that keeps ``path``'s proposal carries over (its log, phantoms and provenance), and its network."""
     folder = path.parent
     prov = json.loads((folder / "provenance.json").read_text())
     lines = [ln for ln in (folder / "training_log.jsonl").read_text().splitlines()
              if json.loads(ln)["stage"] == "proposal"]
-    load_refined_network(path, sequence)  # made for this sequence, else SequenceMismatchError
-    return {"log": "\n".join(lines) + "\n", "phantoms": prov["training_phantoms"]["seed_ranges"],
-            "training_phantoms": prov["training_phantoms"],
+    net = load_refined_network(path, sequence)  # made for this sequence, else SequenceMismatchError
+    return {"log": "\n".join(lines) + "\n", "training_phantoms": prov["training_phantoms"],
             "record": {"model": str(path), "date": prov["date"], "command": prov["command"],
                        "git_commit": prov["git_commit"], "n_synthetic": prov["n_synthetic"],
-                       "seconds_training_logged": prov["seconds_training_logged"]}}
+                       "seconds_training_logged": prov["seconds_training_logged"],
+                       # when that run itself kept an earlier proposal: the run that trained it
+                       "proposal_from": prov.get("proposal_from")}}, net
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,10 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     earlier = None
     if args.proposal_from is not None:
-        earlier = _earlier_run(args.proposal_from, sequence)
+        earlier, net = _earlier_run(args.proposal_from, sequence)
         run = work / "run_correction_only"
         run.mkdir(parents=True, exist_ok=True)
-        net = load_refined_network(args.proposal_from, sequence)
         net.correction, net.metadata = [], {}
         log_path = run / "training_log.jsonl"
         if not log_path.is_file():  # the proposal's epochs first, then this run's
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     info = runtime_info()
     net.metadata.update(
         accuracy={"shifted_grid": {k: test[k] for k in ("n", "t1_rmse_ms", "t2_rmse_ms", "t1_r2", "t2_r2")}},
-        training_phantoms=earlier["phantoms"] if earlier else bounds, n_parameters=net.parameter_count())
+        training_phantoms=earlier["training_phantoms"]["seed_ranges"] if earlier else bounds, n_parameters=net.parameter_count())
     args.out.mkdir(parents=True, exist_ok=True)
     net.save(args.out / "model.npz")
     shutil.copyfile(run / "training_log.jsonl", args.out / "training_log.jsonl")

@@ -16,8 +16,9 @@ things instead:
    (:meth:`~mrfbook.physics.manifold.SignalManifold.fit`) from the network's proposal. On a clean
    fingerprint they land on its exact (T1, T2); on a noisy or restored one, on the continuous
    least-squares value. The proposal's job is to start the fit in the right basin, fast.
-   The fit starts twice, from the proposal and from the best node of a coarse table
-   (``coarse_step``), and keeps the better fit.
+   Where that fit leaves more than the signature's own noise explains
+   (:meth:`RefinedNetwork.noise_residual`), the fit starts again from the best node of a coarse
+   table (``coarse_step``) and keeps the better fit.
 4. **Correct for noise.** The least-squares fit is the most likely tissue, not the one of least
    expected error: under white noise, where the fingerprint barely depends on T2 (long T2), it
    scatters over the whole flat valley. A second small dense network reads the coefficients, the
@@ -64,6 +65,8 @@ __all__ = [
     "encode",
     "correction_features",
     "signature_noise_level",
+    "noise_gate",
+    "NOISE_RESIDUAL_QUANTILE",
     "DEFAULT_MIN_CORRELATION",
     "to_log_labels",
     "from_log_labels",
@@ -114,9 +117,13 @@ def encode(real_signatures: np.ndarray, manifold: SignalManifold) -> np.ndarray:
 
     Explained in chapter 11, book/11_real_inputs.md.
     """
-    z = manifold.project(real_signatures)
-    norm = np.linalg.norm(z, axis=1, keepdims=True)
-    return z / np.where(norm > 0, norm, 1.0)
+    return _unit_rows(manifold.project(real_signatures))[0]
+
+
+def _unit_rows(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``z`` scaled to unit norm (rows of norm 0 stay 0), and the norms (N,)."""
+    norm = np.linalg.norm(z, axis=1)
+    return z / np.where(norm > 0, norm, 1.0)[:, None], norm
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
@@ -187,8 +194,7 @@ def noise_gate(noise_level: np.ndarray, clean_level: float) -> np.ndarray:
     Explained in chapter 11, book/11_real_inputs.md.
     """
     lvl = np.asarray(noise_level, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        ratio = np.where(lvl > 0, clean_level / np.where(lvl > 0, lvl, 1.0), np.inf)
+    ratio = np.where(lvl > 0, clean_level / np.where(lvl > 0, lvl, 1.0), np.inf)
     return np.clip(1.0 - ratio**2, 0.0, 1.0)
 
 
@@ -313,8 +319,7 @@ class RefinedNetwork:
             raise ValueError(f"signatures must have {self.manifold.n_timepoints} time points (the model's input "
                              f"length), got {x.shape[1]}")
         z_raw = self.manifold.project(x)
-        in_subspace = np.linalg.norm(z_raw, axis=1)  # x has unit norm: the share of it in the subspace
-        z = z_raw / np.where(in_subspace > 0, in_subspace, 1.0)[:, None]  # as encode()
+        z, in_subspace = _unit_rows(z_raw)  # encode(); x has unit norm: in_subspace is its share in the subspace
         t1_p, t2_p = from_log_labels(self.propose(z)) if len(z) else (np.zeros(0), np.zeros(0))
         fit = self.manifold.fit(z, t1_p, t2_p, n_iter=n_iter)
         level = signature_noise_level(x, self.manifold, z_raw)
@@ -371,7 +376,8 @@ class RefinedNetwork:
         correction: its dense layers (its gate skips them for clean signatures; counted as if not);
         refinement: per start and step 16 spline nodes x 3 values (signal and two derivatives) x K,
         plus 8 K for the normal equations, and one final evaluation (a halved step costs one more
-        evaluation; not counted); with ``coarse_step``, K per coarse node for the second start.
+        evaluation; not counted); with ``coarse_step``, K per coarse node for the second start,
+        counted for every signature although it runs only where the first fit leaves more than noise.
 
         Explained in chapter 11, book/11_real_inputs.md.
         """
@@ -406,8 +412,7 @@ class RefinedNetwork:
         meta = dict(self.metadata)
         meta.update(format=REFINED_FORMAT, sequence=self.sequence, sequence_digest=self.sequence_digest,
                     n_iter=self.n_iter, min_correlation=self.min_correlation, clean_level=self.clean_level,
-                    multiply_adds=self.multiply_adds(),
-                    model_file=p.name)
+                    multiply_adds=self.multiply_adds(), model_file=p.name)
         atomic_write_json(p.with_suffix(".json"), meta)
         return p
 

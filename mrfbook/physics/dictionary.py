@@ -448,10 +448,8 @@ class Dictionary:
                     f"{path}: format_version {version} is not supported (expected {FORMAT_VERSION})"
                 )
             stored_digest = str(z["sequence_digest"])
-            same = expected_sequence is not None and (
-                expected_sequence.digest == stored_digest
-                or expected_sequence.matches(json.loads(str(z["sequence_json"]))))  # up to round-off
-            if expected_sequence is not None and not same:
+            if expected_sequence is not None and expected_sequence.digest != stored_digest and \
+                    not expected_sequence.matches(json.loads(str(z["sequence_json"]))):  # same up to round-off
                 raise StaleDictionaryError(
                     f"{path} was simulated for sequence digest {stored_digest}, but the expected "
                     f"sequence has digest {expected_sequence.digest}; rebuild the dictionary"

@@ -242,7 +242,7 @@ class FispSequence:
             return False
         if inversion != self.inversion or not np.isclose(delay, self.inversion_delay_ms, rtol=rtol, atol=0.0):
             return False
-        mine = (self.flip_angles_deg, self.tr_ms, self.te_ms, self.rf_phase_deg)
+        mine = (getattr(self, k) for k in _ARRAY_FIELDS)
         return all(a.shape == b.shape and np.allclose(a, b, rtol=rtol, atol=0.0) for a, b in zip(arrays, mine))
 
     def __reduce__(self):
