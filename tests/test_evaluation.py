@@ -169,6 +169,27 @@ def test_map_scores_background_only_counts_for_the_authors_definition(phantom):
     assert np.isfinite(s["t1_paper_snr_db"])
 
 
+def test_label_scores_split_the_error_by_tissue_class(phantom):
+    m = phantom.tissue_mask
+    labels = np.where(m, 1, 0).astype(np.int16)
+    labels[1, 1:4] = 2  # row 1: "bone" (3 pixels), row 2: "grey matter" (3 pixels)
+    ph = SimpleNamespace(**vars(phantom), labels=labels, label_names=("background", "grey matter", "bone"))
+    t1 = phantom.t1_ms.copy()
+    t1[1, 1:4] += 40.0  # every bone pixel 40 ms off
+    t1[2, 1] += 30.0  # one grey-matter pixel 30 ms off
+    resolvable = m.copy()
+    resolvable[1, 1] = False
+    s = ev.label_scores(ev.MethodMaps(t1, phantom.t2_ms.copy(), resolvable=resolvable), ph)
+    assert sorted(s) == ["bone", "grey matter"]
+    assert (s["bone"]["n"], s["bone"]["n_mapped"], s["grey matter"]["n_mapped"]) == (3, 2, 3)
+    assert s["bone"]["t1_rmse_ms"] == pytest.approx(40.0)
+    assert s["grey matter"]["t1_rmse_ms"] == pytest.approx(30.0 / np.sqrt(3))
+    assert s["bone"]["t1_error_share"] == pytest.approx(3 * 1600 / (3 * 1600 + 900))
+    assert s["bone"]["t1_error_share"] + s["grey matter"]["t1_error_share"] == pytest.approx(1.0)
+    assert s["bone"]["t2_rmse_ms"] == 0.0 and s["bone"]["t2_error_share"] == 0.0
+    assert ev.label_scores(ev.MethodMaps(t1, phantom.t2_ms), SimpleNamespace(**vars(phantom), labels=None)) == {}
+
+
 def test_map_scores_on_resolvable_pixels_leave_out_only_what_the_method_did_not_map(phantom):
     m = phantom.tissue_mask
     est_t1 = phantom.t1_ms.copy()

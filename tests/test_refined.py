@@ -41,6 +41,7 @@ from mrfbook.physics.epg import simulate_fisp
 from mrfbook.physics.manifold import MANIFOLD_FORMAT, SignalManifold, build_manifold
 from mrfbook.physics.phantom import random_phantom
 from mrfbook.physics.sequence import FispSequence, paper_sequence
+from mrfbook.recon.flor import FLOR_MIN_CORRELATION
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_REFINED = ROOT / "models" / "refined_network" / "model.npz"
@@ -297,6 +298,7 @@ def test_refined_refinement_lands_on_the_truth(manifold, seq):
 def test_refined_declines_what_no_single_tissue_explains(manifold, seq):
     """Correlation with the fit below min_correlation: NaN (not mapped); clean fingerprints are kept."""
     net = _network(manifold, seq, seed=1, last_scale=0.02)
+    net.min_correlation = FLOR_MIN_CORRELATION
     clean = np.asarray(simulate_fisp(seq, T1_NEAR, T2_NEAR, dtype=np.float64))
     rng = np.random.default_rng(0)
     junk = rng.standard_normal(clean.shape)  # white: most of it outside the subspace
@@ -315,10 +317,14 @@ def test_refined_declines_what_no_single_tissue_explains(manifold, seq):
         RefinedNetwork(net.weights, manifold, 4, None, None, min_correlation=1.5)
 
 
-def test_refined_rule_is_flors_threshold():
-    from mrfbook.recon.flor import FLOR_MIN_CORRELATION
-
-    assert DEFAULT_MIN_CORRELATION == FLOR_MIN_CORRELATION
+def test_refined_maps_every_signature_by_default(manifold, seq):
+    """The decline rule is off unless asked for: white junk still gets an estimate."""
+    assert DEFAULT_MIN_CORRELATION == 0.0
+    net = _network(manifold, seq, seed=1, last_scale=0.02)
+    assert net.min_correlation == 0.0
+    junk = np.random.default_rng(0).standard_normal((4, seq.n_timepoints))
+    est = net.estimate(junk)
+    assert np.all(est["correlation"] < FLOR_MIN_CORRELATION) and np.all(np.isfinite(est["t1_ms"]))
 
 
 def test_refined_correction_is_gated_by_the_noise_level(manifold, seq):

@@ -53,6 +53,7 @@ __all__ = [
     "authors_weight",
     "evaluation_phantoms",
     "map_scores",
+    "label_scores",
     "storage_comparison",
     "inputs_signature",
     "summarise_reproduction",
@@ -67,7 +68,7 @@ __all__ = [
     "evaluate_on_dictionary",
 ]
 
-SUMMARY_FORMAT = "mrfbook-reproduction/4"
+SUMMARY_FORMAT = "mrfbook-reproduction/5"
 
 #: Display name and folder of the paper network fine-tuned on fresh, off-grid tissues (chapter 7). It is
 #: evaluated on the phantoms next to the paper network; the reproduction's network stays the paper
@@ -722,8 +723,8 @@ def summarise_reproduction(*, signature: str, synthetic: SyntheticTest, full: Ma
     and seconds per epoch from each model's log), ``synthetic`` (scores and seconds per method,
     baseline), ``full_sampling`` and ``undersampled`` (:func:`map_scores` per method, the weights and
     how they were set), ``settings`` (the 15 % experiment under each :class:`UndersampledSetting`:
-    phantom, masks, weight rule, weights and scores; ``phantoms`` maps the settings' phantom names
-    to their maps), ``storage``.
+    phantom, masks, weight rule, weights, scores, :func:`common_scores` and :func:`label_scores`;
+    ``phantoms`` maps the settings' phantom names to their maps), ``storage``.
 
     Explained in chapter 8, book/08_evaluation.md.
     """
@@ -765,6 +766,7 @@ def _undersampled_summary(result: UndersampledResult, phantom: Any) -> dict[str,
         "flor_iterations": result.flor_iterations,
         "scores": {k: map_scores(v, phantom) for k, v in result.maps.items()},
         "common_scores": common_scores(result.maps, phantom),
+        "label_scores": {k: label_scores(v, phantom) for k, v in result.maps.items()},
     }
 
 
@@ -792,6 +794,47 @@ def common_scores(maps: Mapping[str, MethodMaps], phantom: Any) -> dict[str, dic
         for key, est, ref in (("t1", m.t1_ms, phantom.t1_ms), ("t2", m.t2_ms, phantom.t2_ms)):
             out[name][f"{key}_rmse_ms"] = metrics.rmse(est, ref, mask)
             out[name][f"{key}_snr_db"] = metrics.snr_db(est, ref, mask)
+    return out
+
+
+def label_scores(maps: MethodMaps, phantom: Any) -> dict[str, dict[str, float]]:
+    """A method's errors on each tissue class of the phantom: where its all-pixel error comes from.
+
+    Pixels are grouped by ``phantom.labels`` (the dominant tissue of each pixel); a pixel the
+    method did not map counts with its 0, as in :func:`map_scores`.
+
+    Parameters
+    ----------
+    maps : MethodMaps
+    phantom : mrfbook.physics.phantom.TissueMaps
+        With ``labels`` and ``label_names``; without labels (None or absent) the result is empty.
+
+    Returns
+    -------
+    dict
+        ``{tissue name: {"n", "n_mapped", "t1_rmse_ms", "t2_rmse_ms", "t1_error_share",
+        "t2_error_share"}}`` over the classes that hold tissue pixels; ``p_error_share`` is the
+        class's part (0 to 1) of the method's squared error over all tissue pixels.
+
+    Explained in chapter 11, book/11_real_inputs.md.
+    """
+    labels = getattr(phantom, "labels", None)
+    if labels is None:
+        return {}
+    mask = np.asarray(phantom.tissue_mask)
+    labels = np.asarray(labels)
+    mapped = mask if maps.resolvable is None else (np.asarray(maps.resolvable) & mask)
+    squared = {key: (np.asarray(est, np.float64) - ref) ** 2
+               for key, est, ref in (("t1", maps.t1_ms, phantom.t1_ms), ("t2", maps.t2_ms, phantom.t2_ms))}
+    totals = {key: float(sq[mask].sum()) for key, sq in squared.items()}
+    out: dict[str, dict[str, float]] = {}
+    for index in np.unique(labels[mask]):
+        group = mask & (labels == index)
+        row = {"n": int(group.sum()), "n_mapped": int((group & mapped).sum())}
+        for key, sq in squared.items():
+            row[f"{key}_rmse_ms"] = float(np.sqrt(sq[group].mean()))
+            row[f"{key}_error_share"] = float(sq[group].sum() / totals[key]) if totals[key] > 0 else 0.0
+        out[str(phantom.label_names[int(index)])] = row
     return out
 
 

@@ -71,7 +71,9 @@ input's units; :func:`restore` stores it as ``extra["error_level"]`` (the comman
 the error floor of the restored stack). It is biased both ways -- it includes the noise of the
 held-out samples, is measured on the reduced data (a slightly worse restoration), and samples
 k-space with the masks' density, where the error is below that of the rarely sampled outer lines
--- and was within a factor of 3 of the true error in every case measured (0.34 to 2.7).
+-- and was within a factor of 3 of the true error in the cases measured when this rule was set
+(0.34 to 2.7). It can fall further short: on the head phantom at 15 % line masks, noiseless, the
+true RMS error over the image is about 6 times the estimate (chapter 11, book/11_real_inputs.md).
 
 Explained in chapter 5, book/05_undersampling.md.
 """
