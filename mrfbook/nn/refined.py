@@ -33,8 +33,8 @@ things instead:
    is below ``min_correlation`` gets no estimate (NaN, "not mapped" in a map). The default is 0:
    FLOR's threshold of 0.9, tried on the head phantom after restoration, declined faint but
    readable fingerprints and kept the bone pixels whose restored fingerprint is another tissue's
-   (their correlation with a long-T1 fit is near 1) (chapter 11).
-   ``estimate`` returns the correlation either way.
+   (it correlates above 0.9 with a long-T1 fit; chapter 11). ``estimate`` returns the correlation
+   either way.
 
 Inference is plain NumPy (no Keras import): the dense layers' weights and the manifold live in one
 ``.npz`` file with a JSON sidecar. Keras trains the proposal network (:mod:`mrfbook.nn.train_refined`).
@@ -79,10 +79,10 @@ REFINED_FORMAT = "mrfbook-refined-network/1"
 #: The proposal network's outputs are ln T1 and ln T2 mapped linearly onto [0, 1] over these ranges (ms).
 LOG_T1_RANGE = (1.0, 5000.0)
 LOG_T2_RANGE = (1.0, 2000.0)
-#: A fingerprint whose correlation with its fitted signal is lower is not mapped. 0 (every fingerprint
-#: is mapped): FLOR's threshold of 0.9 (:data:`mrfbook.recon.flor.FLOR_MIN_CORRELATION`), applied to
-#: the refined network after 15 % restoration of the head phantom, declined readable fingerprints of
-#: faint pixels and kept the swamped ones it was meant to catch (chapter 11).
+#: A fingerprint whose correlation with its fitted signal is lower is not mapped; 0 maps every one.
+#: FLOR's 0.9 (:data:`mrfbook.recon.flor.FLOR_MIN_CORRELATION`) was tried: after 15 % restoration of
+#: the head phantom it declined readable fingerprints of faint pixels and kept the swamped ones it
+#: was meant to catch (chapter 11).
 DEFAULT_MIN_CORRELATION = 0.0
 #: Quantile of the noise-only fit residual under which the fit from the proposal is kept without a
 #: second start (:meth:`RefinedNetwork.noise_residual`).
